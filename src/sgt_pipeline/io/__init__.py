@@ -1,0 +1,19 @@
+"""Atomic local I/O: the helper and the Kedro datasets built on it."""
+
+from sgt_pipeline.io.atomic import atomic_write
+from sgt_pipeline.io.datasets import (
+    CSVTableDataset,
+    JSONDataset,
+    ParquetTableDataset,
+    PNGImageDataset,
+    TextDataset,
+)
+
+__all__ = [
+    "CSVTableDataset",
+    "JSONDataset",
+    "PNGImageDataset",
+    "ParquetTableDataset",
+    "TextDataset",
+    "atomic_write",
+]
