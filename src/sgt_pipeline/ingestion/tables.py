@@ -25,7 +25,7 @@ from sgt_pipeline.ingestion import schema
 from sgt_pipeline.ingestion.errors import InvalidDatasetError
 
 # Absolute paths (POSIX or Windows) or any '..' component: never read outside the images directory.
-UNSAFE_FILE_NAME = r"^(/|\\|[A-Za-z]:)|(^|[/\\])\.\.([/\\]|$)"
+UNSAFE_FILE_NAME = r"^(?:/|\\|[A-Za-z]:)|(?:^|[/\\])\.\.(?:[/\\]|$)"
 _UNSAFE = re.compile(UNSAFE_FILE_NAME)
 
 TABLE_NAMES = ("images", "annotations", "categories", "captions", "qa", "segments")

@@ -23,9 +23,9 @@ Speed
 -----
 Masks are decoded by pycocotools only: polygon parts and uncompressed RLEs are converted with one
 ``frPyObjects`` call each, all masks decoded with one ``decode`` call (chunked to bound memory), and the
-label map is the per-pixel maximum of ``painting index x mask`` — one vectorised reduction. A multi-part
-polygon's parts share one painting index, so they need no ``merge``. This measures about 0.9x the time
-of pycocotools' own per-annotation ``annToMask`` (see benchmarks/rendering.py), linear in annotations.
+label map is the per-pixel maximum of ``painting index x mask`` — one vectorised reduction, in uint8
+when there are fewer than 256 annotations. See benchmarks/rendering.py for the measured cost against
+pycocotools' own per-annotation ``annToMask``.
 """
 
 from __future__ import annotations
@@ -43,20 +43,23 @@ _DECODE_BUDGET_BYTES = 64 << 20  # decoded masks held at once (H x W x m uint8)
 
 def label_map(kind: str, coco: Any, image_id: int, include_crowd: bool = False) -> np.ndarray:
     """(H, W) int32 label map of one image: category ids (semantic) or painting indices 1..n."""
+    return compact_label_map(kind, coco, image_id, include_crowd).astype(np.int32, order="C")
+
+
+def compact_label_map(kind: str, coco: Any, image_id: int, include_crowd: bool = False) -> np.ndarray:
+    """``label_map`` in the smallest unsigned dtype that holds it (instance/panoptic), for speed."""
     image = image_record(coco, image_id)
     if kind == "panoptic" and image.get("panoptic_path") is not None:
         return panoptic_label_map(image)
     annotations = coco.imgToAnns.get(image_id, [])
     if kind == "instance":
-        indices = instance_index_map(coco, image, annotations, include_crowd=include_crowd)
-        return indices.astype(np.int32)
+        return compose_index_map(coco, image, painting_order(annotations, include_crowd))
     if kind == "panoptic":
-        return instance_index_map(coco, image, annotations, include_crowd=True).astype(np.int32)
+        return compose_index_map(coco, image, painting_order(annotations, include_crowd=True))
     if kind == "semantic":
         painted = painting_order(annotations, include_crowd=True)
         category_of_index = np.array([0] + [int(a["category_id"]) for a in painted], dtype=np.int32)
-        indices = compose_index_map(coco, image, painted)
-        return np.take(category_of_index, indices)
+        return np.take(category_of_index, compose_index_map(coco, image, painted))
     raise dataset_error(
         image, "kind", f"no label map for kind {kind!r}; expected one of {SEGMENTATION_KINDS}"
     )
@@ -68,14 +71,10 @@ def painting_order(annotations: list[dict], include_crowd: bool) -> list[dict]:
     return sorted(chosen, key=lambda a: (-float(a["area"]), a["id"]))
 
 
-def instance_index_map(coco: Any, image: dict, annotations: list[dict], include_crowd: bool) -> np.ndarray:
-    return compose_index_map(coco, image, painting_order(annotations, include_crowd))
-
-
 def compose_index_map(coco: Any, image: dict, painted: list[dict]) -> np.ndarray:
     """(H, W) map of the painting index (1-based position in ``painted``) shown at each pixel; 0 = none."""
     height, width = int(image["height"]), int(image["width"])
-    dtype = np.uint16 if len(painted) < 2**16 else np.uint32
+    dtype = np.uint8 if len(painted) < 256 else np.uint16 if len(painted) < 65536 else np.uint32
     rles, indices = _rles_with_indices(coco, image, painted, height, width)
     flat = np.zeros(height * width, dtype=dtype)  # column-major, like pycocotools' masks
     per_chunk = max(1, _DECODE_BUDGET_BYTES // max(1, height * width))
@@ -91,8 +90,8 @@ def compose_index_map(coco: Any, image: dict, painted: list[dict]) -> np.ndarray
 
 
 def _rles_with_indices(coco, image, painted, height, width) -> tuple[list, np.ndarray]:
-    """Encoded RLEs of all masks to paint and the painting index of each (parts share an index)."""
-    polygon_parts, polygon_indices = [], []
+    """One encoded RLE per annotation to paint, and its painting index."""
+    polygon_parts, polygon_owners = [], []  # owners: (painting index, number of parts)
     uncompressed, uncompressed_indices = [], []
     encoded, encoded_indices = [], []
     for index, annotation in enumerate(painted, start=1):
@@ -100,7 +99,7 @@ def _rles_with_indices(coco, image, painted, height, width) -> tuple[list, np.nd
         if isinstance(segmentation, list):
             if all(len(part) > 4 for part in segmentation):
                 polygon_parts.extend(segmentation)
-                polygon_indices.extend([index] * len(segmentation))
+                polygon_owners.append((index, len(segmentation)))
             else:
                 # pycocotools reads a 4-number polygon as a box; keep its exact behaviour.
                 encoded.append(coco.annToRLE(annotation))
@@ -119,14 +118,22 @@ def _rles_with_indices(coco, image, painted, height, width) -> tuple[list, np.nd
         else:
             encoded.append(segmentation)
             encoded_indices.append(index)
-    rles = []
-    if polygon_parts:
-        rles += mask_utils.frPyObjects(polygon_parts, height, width)
+    # One frPyObjects call per input type; a multi-part polygon's parts are merged (as annToRLE does)
+    # because merging RLEs is much cheaper than decoding every part.
+    rles, indices = [], []
+    part_rles = mask_utils.frPyObjects(polygon_parts, height, width) if polygon_parts else []
+    first_part = 0
+    for index, count in polygon_owners:
+        parts = part_rles[first_part : first_part + count]
+        first_part += count
+        if parts:
+            rles.append(parts[0] if count == 1 else mask_utils.merge(parts))
+            indices.append(index)
     if uncompressed:
         rles += mask_utils.frPyObjects(uncompressed, height, width)
     rles += encoded
-    indices = np.array(polygon_indices + uncompressed_indices + encoded_indices, dtype=np.int64)
-    return rles, indices
+    indices += uncompressed_indices + encoded_indices
+    return rles, np.array(indices, dtype=np.int64)
 
 
 def panoptic_label_map(image: dict) -> np.ndarray:

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from sgt_pipeline.rendering.images import dataset_error, image_record, read_depth, read_rgb
-from sgt_pipeline.rendering.masks import SEGMENTATION_KINDS, label_map
+from sgt_pipeline.rendering.masks import SEGMENTATION_KINDS, compact_label_map
 from sgt_pipeline.rendering.palette import Palette
 
 TARGET_KINDS = ("reconstruction", "edge", "depth", "semantic", "instance", "panoptic")
@@ -54,7 +54,7 @@ def render_target(
     if kind == "depth":
         return depth_target(read_depth(image))
     if kind in SEGMENTATION_KINDS:
-        labels = label_map(kind, coco, image_id, include_crowd=include_crowd)
+        labels = compact_label_map(kind, coco, image_id, include_crowd=include_crowd)
         if palette is None:
             palette = default_palette(kind, coco, labels)
         try:

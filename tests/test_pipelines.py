@@ -1,0 +1,101 @@
+"""Kedro pipelines end to end on tiny configurations: outputs, failure behaviour, the CLI as typed."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from conftest import run_kedro
+from sgt_pipeline.ingestion import InvalidDatasetError
+from test_ingestion import BAD_INPUTS, break_fixture
+
+TINY_WORLD = {"world": {"splits": {"train": 6, "val": 3}}}
+KINDS = ["reconstruction", "edge", "depth", "semantic", "instance", "panoptic"]
+
+
+def _coco_source(paths: dict) -> dict:
+    return {"source": {"kind": "coco", "splits": {"val": paths}},
+            "rendering": {"kinds": ["semantic", "instance", "panoptic"]}}
+
+
+def test_sgt_pipeline_on_tiny_world(kedro_project):
+    run_kedro(kedro_project, "sgt", TINY_WORLD)
+    data = kedro_project / "data"
+    images = pd.read_parquet(data / "02_intermediate/images.parquet")
+    assert sorted(images["split"].value_counts().items()) == [("train", 6), ("val", 3)]
+    index = pd.read_csv(data / "05_model_input/targets_index.csv")
+    assert len(index) == 9 * len(KINDS) and set(index["kind"]) == set(KINDS)
+    for row in index.itertuples():
+        with Image.open(data / "05_model_input/targets" / row.target_file) as target:
+            assert target.size == (64, 64) and target.mode == "RGB"
+    palettes = json.loads((data / "05_model_input/palettes.json").read_text())
+    assert set(palettes) == {"semantic", "instance", "panoptic"}
+    summary = json.loads((data / "08_reporting/ingestion_summary.json").read_text())
+    assert summary["success"] and summary["tables"]["images"] == 9
+    assert "PASSED" in (data / "08_reporting/ingestion_report.md").read_text()
+
+
+def test_sgt_pipeline_on_real_coco_layout(kedro_project, tmp_path):
+    """The `coco` source: the real-COCO-like fixture through ingestion and rendering at 32 px."""
+    from coco_fixture import write_coco_fixture
+
+    paths = write_coco_fixture(tmp_path / "coco")
+    params = _coco_source(paths)
+    params["rendering"]["image_size"] = 32
+    run_kedro(kedro_project, "sgt", params)
+    index = pd.read_csv(kedro_project / "data/05_model_input/targets_index.csv")
+    assert len(index) == 4 * 3
+    target = np.asarray(Image.open(kedro_project / "data/05_model_input/targets" /
+                                   index.loc[index["kind"] == "semantic", "target_file"].iloc[0]))
+    assert target.shape == (32, 32, 3)
+
+
+@pytest.mark.parametrize("name", list(BAD_INPUTS))
+def test_bad_input_writes_report_and_nothing_downstream(kedro_project, tmp_path, name):
+    paths = break_fixture(tmp_path / "coco", name)
+    with pytest.raises(InvalidDatasetError) as caught:
+        run_kedro(kedro_project, "sgt", _coco_source(paths))
+    _, record, field = BAD_INPUTS[name]
+    assert record in str(caught.value)
+    data = kedro_project / "data"
+    assert not list((data / "02_intermediate").glob("*.parquet"))
+    assert not list((data / "05_model_input").iterdir())
+    report = (data / "08_reporting/ingestion_report.md").read_text()
+    assert "FAILED" in report and record in report and field in report
+    assert json.loads((data / "08_reporting/ingestion_summary.json").read_text())["success"] is False
+
+
+def test_bad_parameter_fails_before_any_work_naming_the_key(kedro_project):
+    with pytest.raises(Exception, match="image_szie"):
+        run_kedro(kedro_project, "sgt", {"rendering": {"image_szie": 32}})
+    assert not list((kedro_project / "data/01_raw").iterdir())
+
+
+def _cli_env() -> dict:
+    env = dict(os.environ)
+    env.update(KEDRO_DISABLE_TELEMETRY="1", DO_NOT_TRACK="1", GX_ANALYTICS_ENABLED="false")
+    env["COLUMNS"] = "300"  # one log record per line
+    env.pop("PYTHONWARNINGS", None)  # Kedro shows its own deprecation warnings by default
+    return env
+
+
+@pytest.mark.slow
+def test_kedro_run_pipeline_as_typed_without_deprecation_warning(kedro_project):
+    kedro = Path(sys.executable).with_name("kedro")
+    params = "world.splits.train=4,world.splits.val=2"
+    done = subprocess.run([str(kedro), "run", "--pipeline", "sgt", "--params", params],
+                          cwd=kedro_project, env=_cli_env(), capture_output=True, text=True,
+                          timeout=600)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-3000:]
+    assert "deprecated" not in output.lower() and "Warning" not in output, output[-3000:]
+    assert "Pipeline execution completed successfully" in output
+    assert len(list((kedro_project / "data/05_model_input/targets").rglob("*.png"))) == 6 * len(KINDS)
