@@ -263,3 +263,31 @@ def test_resize_edge_keeps_thin_edges_and_images_keep_dtype(dataset):
     assert set(LABEL_KINDS) < set(TARGET_KINDS)
     with pytest.raises(ValueError):
         resize_target(edges, 16, "bogus")
+
+
+def test_many_annotations_and_chunked_decoding_match_reference(dataset, monkeypatch):
+    """300 instances (labels beyond uint8) decoded 7 masks at a time still compose exactly."""
+    rng = np.random.default_rng(4)
+    extra = []
+    for index in range(300):
+        top, left = rng.integers(0, HEIGHT - 3), rng.integers(0, WIDTH - 3)
+        height, width = rng.integers(1, 4, 2)
+        extra.append({"id": 100 + index, "image_id": 7, "category_id": 1, "iscrowd": 0, "bbox": [0, 0, 1, 1],
+                      "area": float(height * width + rng.random()),
+                      "segmentation": _rle(_box(top, left, top + height, left + width), compressed=index % 2 == 0)})
+    dataset["annotations"] += extra
+    coco = _coco(dataset)
+    monkeypatch.setattr("sgt_pipeline.rendering.masks._DECODE_BUDGET_BYTES", 7 * HEIGHT * WIDTH)
+    labels = label_map("instance", coco, 7)
+    assert labels.dtype == np.int32 and labels.flags.c_contiguous
+    expected = _reference_labels(coco, 7, False, lambda k, a: k)
+    assert expected.max() > 255 and np.array_equal(labels, expected)
+    rendered = render_target("instance", coco, 7)
+    assert np.array_equal(Palette.default(int(expected.max())).decode(rendered), expected)
+
+
+def test_annotation_without_area_is_named(dataset):
+    del dataset["annotations"][1]["area"]
+    with pytest.raises(InvalidDatasetError) as raised:
+        render_target("instance", _coco(dataset), 7)
+    assert raised.value.record == "annotation id=2" and raised.value.field == "area"

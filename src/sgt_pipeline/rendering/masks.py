@@ -21,8 +21,9 @@ Label maps per kind (``label_map``)
 
 Speed
 -----
-Masks are decoded by pycocotools only: polygon parts and uncompressed RLEs are converted with one
-``frPyObjects`` call each, all masks decoded with one ``decode`` call (chunked to bound memory), and the
+Masks are decoded by pycocotools only: the polygon parts of all annotations, and all uncompressed RLEs,
+are converted with one ``frPyObjects`` call each (a multi-part polygon's parts are then ``merge``d, as
+``annToRLE`` does), all masks are decoded with one ``decode`` call (chunked to bound memory), and the
 label map is the per-pixel maximum of ``painting index x mask`` — one vectorised reduction, in uint8
 when there are fewer than 256 annotations. See benchmarks/rendering.py for the measured cost against
 pycocotools' own per-annotation ``annToMask``.
@@ -35,6 +36,7 @@ from typing import Any
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from sgt_pipeline.ingestion.errors import InvalidDatasetError
 from sgt_pipeline.rendering.images import dataset_error, image_record, read_panoptic_ids
 
 SEGMENTATION_KINDS = ("semantic", "instance", "panoptic")
@@ -47,7 +49,7 @@ def label_map(kind: str, coco: Any, image_id: int, include_crowd: bool = False) 
 
 
 def compact_label_map(kind: str, coco: Any, image_id: int, include_crowd: bool = False) -> np.ndarray:
-    """``label_map`` in the smallest unsigned dtype that holds it (instance/panoptic), for speed."""
+    """``label_map`` without the int32 copy: instance maps from annotations come as uint8/16/32."""
     image = image_record(coco, image_id)
     if kind == "panoptic" and image.get("panoptic_path") is not None:
         return panoptic_label_map(image)
@@ -68,7 +70,14 @@ def compact_label_map(kind: str, coco: Any, image_id: int, include_crowd: bool =
 def painting_order(annotations: list[dict], include_crowd: bool) -> list[dict]:
     """Annotations to paint, first painted first: descending area, ties by ascending id."""
     chosen = [a for a in annotations if include_crowd or not a.get("iscrowd", 0)]
-    return sorted(chosen, key=lambda a: (-float(a["area"]), a["id"]))
+    try:
+        return sorted(chosen, key=lambda a: (-float(a["area"]), a["id"]))
+    except KeyError as missing:
+        bad = next(a for a in chosen if "area" not in a or "id" not in a)
+        raise InvalidDatasetError(
+            "COCO dataset", f"annotation id={bad.get('id')}", str(missing.args[0]),
+            "missing; needed for the painting order",
+        ) from None
 
 
 def compose_index_map(coco: Any, image: dict, painted: list[dict]) -> np.ndarray:
@@ -143,6 +152,8 @@ def panoptic_label_map(image: dict) -> np.ndarray:
     ids = np.array([int(s["id"]) for s in segments], dtype=np.int64)
     if len(np.unique(ids)) != len(ids):
         raise dataset_error(image, "segments_info", "segment ids are not unique")
+    if len(ids) == 0:
+        return np.zeros(segment_ids.shape, dtype=np.int32)
     areas = np.array(
         [
             float(s["area"]) if s.get("area") is not None else float((segment_ids == s["id"]).sum())
@@ -152,8 +163,6 @@ def panoptic_label_map(image: dict) -> np.ndarray:
     painting_rank = np.lexsort((ids, -areas))  # positions in painting order
     label_of_segment = np.empty(len(ids), dtype=np.int32)
     label_of_segment[painting_rank] = np.arange(1, len(ids) + 1, dtype=np.int32)
-    if len(ids) == 0:
-        return np.zeros(segment_ids.shape, dtype=np.int32)
     by_id = np.argsort(ids)
     sorted_ids = ids[by_id]
     position = np.clip(np.searchsorted(sorted_ids, segment_ids), 0, len(ids) - 1)

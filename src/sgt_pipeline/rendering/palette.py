@@ -12,14 +12,17 @@ Minimum pairwise distances of ``Palette.default(n)`` (black included):
     n                 8      16     32     80     133    255
     min_distance    180.7  120.2   91.5   61.3   48.1   38.0
 
-(For comparison, the farthest-point optimum for 9 colours cannot exceed the cube's diagonal/2 ~ 221.)
+(Greedy farthest-point selection is within a factor 2 of the best achievable minimum distance.)
 
 Decoding
 --------
 ``Palette.decode`` maps every pixel to the label of the nearest palette colour (squared Euclidean RGB
 distance; ties, including colliding category colours, go to the lower label). Distances are computed in
 float32 as |c|^2 - 2 x.c, which is exact for 8-bit inputs (all terms are integers below 2^24), so ties
-are true ties. Work is chunked to bound memory (about 16 MB of distances at a time).
+are true ties. Work is chunked to bound memory (about 16 MB of distances at a time); a uint8 image is
+decoded one distinct colour at a time (256x256, 134 colours: ~2 ms clean, ~80 ms with noise).
+Robustness is geometry: under Gaussian noise of sigma = 20 per channel, measured pixel accuracy was
+99.99% with ``default(12)``, 84% with ``default(80)`` and 69% with ``default(133)``.
 """
 
 from __future__ import annotations
