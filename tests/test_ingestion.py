@@ -185,3 +185,34 @@ def test_every_problem_is_reported_not_just_the_first(tmp_path):
     assert {"annotation id=1002", "annotation id=4001"} <= records
     report = report_markdown(caught.value.report)
     assert "FAILED" in report and "annotation id=4001" in report
+
+
+def test_grayscale_rgba_and_16_bit_images_are_converted_to_rgb(fixture_dir, ingested):
+    from sgt_pipeline.rendering import render_target
+
+    coco = to_coco(ingested.tables)
+    for image_id in IMAGE_IDS:
+        record = coco.imgs[image_id]
+        with Image.open(record["path"]) as source:
+            mode, raw = source.mode, np.asarray(source)
+        rgb = render_target("reconstruction", coco, image_id)
+        assert rgb.shape == (H, W, 3) and rgb.dtype == np.uint8, mode
+        if mode == "L":
+            np.testing.assert_array_equal(rgb, np.repeat(raw[..., None], 3, axis=2))
+        elif mode == "RGBA":
+            np.testing.assert_array_equal(rgb, raw[..., :3])
+        elif mode == "I;16":  # 0..65535 scaled to 0..255 (the fixture wrote v * 257)
+            np.testing.assert_array_equal(rgb[..., 0], (raw // 257).astype(np.uint8))
+
+
+def test_render_target_reads_a_plain_pycocotools_coco_with_images_dir(fixture_dir, ingested):
+    from sgt_pipeline.rendering import render_target
+
+    paths = fixture_dir[1]
+    plain = COCO(paths["instances_json"])  # no "path" fields: straight from the JSON
+    for kind in ("reconstruction", "instance", "semantic"):
+        expected = render_target(kind, to_coco(ingested.tables), 285)
+        got = render_target(kind, plain, 285, images_dir=paths["images_dir"])
+        if kind != "semantic":  # the ingested categories carry panoptic colours, the plain JSON none
+            np.testing.assert_array_equal(got, expected)
+        assert got.shape == (H, W, 3)

@@ -23,6 +23,7 @@ naming the image record.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -44,9 +45,16 @@ def render_target(
     palette: Palette | None = None,
     *,
     include_crowd: bool = False,
+    images_dir: str | Path | None = None,
 ) -> np.ndarray:
-    """Render one proxy target of ``kind`` for ``image_id`` as (H, W, 3) uint8."""
+    """Render one proxy target of ``kind`` for ``image_id`` as (H, W, 3) uint8.
+
+    Image files are read from the record's ``path`` (set by ``ingestion.to_coco``); for a plain
+    ``COCO("instances_val2017.json")`` pass ``images_dir`` and ``file_name`` is looked up there.
+    """
     image = image_record(coco, image_id)
+    if images_dir is not None and "path" not in image:
+        image = {**image, "path": str(Path(images_dir) / image["file_name"])}
     if kind == "reconstruction":
         return read_rgb(image)
     if kind == "edge":
