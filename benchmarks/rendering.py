@@ -26,6 +26,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
+from sgt_pipeline.ingestion.tables import index_coco
 from sgt_pipeline.rendering import Palette, label_map, render_target
 
 SIZE = 128
@@ -69,11 +70,8 @@ def synthetic_coco(n_annotations: int, seed: int = 0) -> COCO:
             "id": index + 1, "image_id": index % n_images + 1, "category_id": int(rng.integers(1, 6)),
             "iscrowd": 0, "area": area, "segmentation": segmentation, "bbox": [0, 0, SIZE, SIZE],
         })
-    coco = COCO()
-    coco.dataset = {"images": images, "annotations": annotations,
-                    "categories": [{"id": c, "name": f"c{c}"} for c in range(1, 6)]}
-    coco.createIndex()
-    return coco
+    return index_coco({"images": images, "annotations": annotations,
+                       "categories": [{"id": c, "name": f"c{c}"} for c in range(1, 6)]})
 
 
 def render_all(coco: COCO) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from functools import partial
 from typing import Literal
@@ -13,6 +14,8 @@ from tqdm.auto import tqdm
 
 from sgt_pipeline.ingestion import InvalidDatasetError, to_coco
 from sgt_pipeline.rendering import Palette, render_target, resize_target
+
+log = logging.getLogger(__name__)
 
 TargetKind = Literal["reconstruction", "edge", "depth", "semantic", "instance", "panoptic"]
 
@@ -49,6 +52,9 @@ def render_proxy_targets(
         progress.update()
         if progress.n == progress.total:
             progress.close()
+            log.info("rendered %d targets (%s) for %d images at %s px",
+                     progress.total, ", ".join(config.kinds), len(images),
+                     config.image_size or "native")
         return target
 
     partitions, rows = {}, []
