@@ -1,0 +1,80 @@
+"""Training examples of one split, gathered from the ingestion tables and the rendered targets.
+
+Images and targets are the rendered PNGs at training resolution (``reconstruction`` is the image
+itself), held in memory as uint8 arrays: 2000 shapes-world images are 25 MB per kind. Rows of every
+task refer to image rows, so a batch is a gather.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from sgt_pipeline.training.instructions import CAPTION_QUESTION, instruction_for
+
+
+@dataclass
+class SplitExamples:
+    """Everything the three tasks draw from, for one split."""
+
+    image_ids: np.ndarray  # (N,)
+    images: np.ndarray  # (N, H, W, 3) uint8 at training resolution
+    targets: dict[str, np.ndarray]  # proxy kind -> (N, H, W, 3) uint8
+    understanding: pd.DataFrame  # row, question, answer, type ("caption" for captioning)
+    generation: pd.DataFrame  # row, prompt (a caption)
+
+    def proxy(self, kind: str) -> pd.DataFrame:
+        """Proxy examples of one kind: every image, with its instruction."""
+        rows = np.arange(len(self.image_ids))
+        return pd.DataFrame({"row": rows, "instruction": [instruction_for(kind, i) for i in rows]})
+
+
+def load_split_examples(
+    split: str,
+    images: pd.DataFrame,
+    qa: pd.DataFrame,
+    captions: pd.DataFrame,
+    targets_index: pd.DataFrame,
+    targets: Mapping[str, Callable[[], np.ndarray]],
+    proxy_kinds: list[str],
+    use_captions: bool = True,
+) -> SplitExamples:
+    """Gather one split. ``targets`` is the rendered-targets partitions (key -> loader), as Kedro's
+    PartitionedDataset loads them; ``reconstruction`` must have been rendered (it is the image)."""
+    ids = np.sort(images.loc[images["split"] == split, "image_id"].to_numpy())
+    if not len(ids):
+        raise ValueError(f"split {split!r} has no images")
+    index = targets_index[targets_index["split"] == split]
+    kinds = ["reconstruction", *[k for k in proxy_kinds if k != "reconstruction"]]
+    arrays = {kind: _stack(kind, ids, index, targets) for kind in kinds}
+    row_of = pd.Series(np.arange(len(ids)), index=ids)
+
+    vqa = qa[qa["split"] == split]
+    understanding = pd.DataFrame({"row": row_of[vqa["image_id"]].to_numpy(),
+                                  "question": vqa["question"].to_numpy(),
+                                  "answer": vqa["answer"].to_numpy(),
+                                  "type": vqa["type"].to_numpy()})
+    caps = captions[captions["split"] == split]
+    if use_captions and len(caps):
+        understanding = pd.concat([understanding, pd.DataFrame({
+            "row": row_of[caps["image_id"]].to_numpy(), "question": CAPTION_QUESTION,
+            "answer": caps["caption"].to_numpy(), "type": "caption"})], ignore_index=True)
+    generation = pd.DataFrame({"row": row_of[caps["image_id"]].to_numpy(),
+                               "prompt": caps["caption"].to_numpy()})
+    return SplitExamples(ids, arrays.pop("reconstruction"), arrays, understanding, generation)
+
+
+def _stack(kind: str, ids: np.ndarray, index: pd.DataFrame,
+           targets: Mapping[str, Callable[[], np.ndarray]]) -> np.ndarray:
+    files = index[index["kind"] == kind].set_index("image_id")["target_file"]
+    missing = [i for i in ids if i not in files.index]
+    if missing:
+        raise ValueError(f"no rendered '{kind}' target for image(s) {missing[:5]}: add '{kind}' to "
+                         "rendering.kinds")
+    keys = [files[i].removesuffix(".png") for i in ids]
+    return np.stack([np.asarray(targets[k]())[..., :3] for k in tqdm(keys, desc=f"loading {kind}",
+                                                                     leave=False)])
