@@ -17,7 +17,10 @@ SUPERCATEGORY = "shape"
 
 
 def coco_categories(config: WorldConfig) -> list[dict]:
-    return [{"id": cid, "name": name, "supercategory": SUPERCATEGORY} for name, cid in config.category_ids().items()]
+    return [
+        {"id": category_id, "name": name, "supercategory": SUPERCATEGORY}
+        for name, category_id in config.category_ids().items()
+    ]
 
 
 def uncompressed_counts(mask: np.ndarray) -> list[int]:

@@ -102,7 +102,9 @@ def _worker_count(requested: int | None, n_images: int) -> int:
     return max(1, min(os.cpu_count() or 1, n_images // _IMAGES_PER_WORKER_MIN))
 
 
-def _write_split(split: str, records: list[ImageRecord], paths: dict, config: WorldConfig, next_ids: Counter) -> None:
+def _write_split(
+    split: str, records: list[ImageRecord], paths: dict, config: WorldConfig, next_ids: Counter
+) -> None:
     """Number annotations, captions and questions (ids continue across splits) and write the three files."""
     images, annotations, captions, questions = [], [], [], []
     for record in records:
@@ -185,6 +187,8 @@ def generate_world(config: WorldConfig, progress: bool = True, workers: int | No
         write_atomic(os.path.join(building, "manifest.json"), json.dumps(manifest, indent=2).encode())
         swap_into_place(building, root)
     except BaseException:
+        if pool is not None:
+            pool.terminate()  # stop the workers before deleting the directory they write into
         shutil.rmtree(building, ignore_errors=True)
         raise
     finally:
