@@ -10,8 +10,11 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
+# OMP_WAIT_POLICY=PASSIVE: OpenMP threads that spin while another process (a torchrun peer, a
+# subprocess under test) holds the other core make 2-thread torch up to ~30x slower. Set before torch loads.
 for name, value in {"KEDRO_DISABLE_TELEMETRY": "1", "DO_NOT_TRACK": "1", "DVC_NO_ANALYTICS": "1",
-                    "GX_ANALYTICS_ENABLED": "false"}.items():
+                    "GX_ANALYTICS_ENABLED": "false", "OMP_WAIT_POLICY": "PASSIVE",
+                    "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}.items():
     os.environ.setdefault(name, value)
 
 

@@ -1,0 +1,127 @@
+"""Prompt formatting and token layout for Janus, driven entirely by the loaded processor.
+
+Every prompt string comes from ``processor.apply_chat_template`` (the tiny model's saved template, or the one a
+real Janus-Pro processor ships); the processor then expands each image placeholder into
+``boi + image_token * num_image_tokens + eoi`` and, for image generation (``generation_mode="image"``),
+appends the begin-of-image token. Special tokens (pad, bos, eos, image, boi) are read from the tokenizer.
+
+Layout of every batch: sequences are LEFT-padded (pad positions masked out), so image tokens appended after a
+prompt sit at the same positions in every row; position ids are ``cumsum(attention_mask) - 1``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+
+def as_image_list(images) -> list[np.ndarray]:
+    """uint8 (B, H, W, 3) array / tensor or a list of (H, W, 3) arrays -> list of (H, W, 3) uint8 arrays."""
+    if isinstance(images, torch.Tensor):
+        images = images.cpu().numpy()
+    return [np.ascontiguousarray(np.asarray(image, dtype=np.uint8)) for image in images]
+
+
+def left_pad(rows: Sequence[Sequence[int]], value: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-pad integer rows -> (values (B, L) long, attention mask (B, L) long)."""
+    length = max(len(row) for row in rows)
+    values = torch.full((len(rows), length), value, dtype=torch.long)
+    mask = torch.zeros((len(rows), length), dtype=torch.long)
+    for i, row in enumerate(rows):
+        if len(row):
+            values[i, length - len(row):] = torch.as_tensor(list(row), dtype=torch.long)
+            mask[i, length - len(row):] = 1
+    return values, mask
+
+
+def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Positions counted over attended tokens only (left padding does not shift them)."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+class PromptFormatter:
+    """Chat-template formatting and tokenisation through one ``JanusProcessor``."""
+
+    def __init__(self, processor):
+        self.processor = processor
+        tok = processor.tokenizer
+        self.tokenizer = tok
+        self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        self.bos_id = tok.bos_token_id
+        self.eos_id = tok.eos_token_id
+        self.image_id = tok.convert_tokens_to_ids(processor.image_token)
+        self.boi_id = tok.convert_tokens_to_ids(processor.image_start_token)
+        self.eoi_id = tok.convert_tokens_to_ids(processor.image_end_token)
+
+    # ----- strings (chat template) -----
+    def _render(self, content: list[dict], answer: str | None = None) -> str:
+        messages = [{"role": "user", "content": content}]
+        if answer is None:
+            return self.processor.apply_chat_template(messages, add_generation_prompt=True)
+        messages.append({"role": "assistant", "content": [{"type": "text", "text": answer}]})
+        return self.processor.apply_chat_template(messages, add_generation_prompt=False)
+
+    def question_prompt(self, question: str) -> str:
+        """User turn (image, then question) + assistant generation prompt."""
+        return self._render([{"type": "image"}, {"type": "text", "text": question}])
+
+    def answer_text(self, question: str, answer: str) -> str:
+        """The text the template puts after ``question_prompt`` for this answer (e.g. " two")."""
+        prompt = self.question_prompt(question)
+        full = self._render([{"type": "image"}, {"type": "text", "text": question}], answer)
+        if not full.startswith(prompt):
+            raise ValueError("chat template: the prompt with an assistant answer does not extend the generation prompt")
+        return full[len(prompt):]
+
+    def image_prompt(self, text: str, with_image: bool = False) -> str:
+        """User turn (optionally an input image, then ``text``) + assistant prompt, for image generation."""
+        content = [{"type": "image"}] if with_image else []
+        return self._render(content + [{"type": "text", "text": text}])
+
+    # ----- token ids -----
+    def encode(self, texts: list[str], images=None, image_mode: bool = False):
+        """Per-row unpadded token ids (list of lists) and pixel_values (or None) through the processor."""
+        kwargs = {"generation_mode": "image"} if image_mode else {}
+        out = self.processor(
+            text=list(texts),
+            images=as_image_list(images) if images is not None else None,
+            padding=True,
+            return_tensors="pt",
+            **kwargs,
+        )
+        ids = [row[mask.bool()].tolist() for row, mask in zip(out["input_ids"], out["attention_mask"])]
+        return ids, out.get("pixel_values")
+
+    def answer_ids(self, question: str, answer: str) -> list[int]:
+        """Token ids of the answer continuation, ending with eos."""
+        ids = self.tokenizer(self.answer_text(question, answer), add_special_tokens=False)["input_ids"]
+        return ids if ids and ids[-1] == self.eos_id else ids + [self.eos_id]
+
+    def unconditional(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """Replace the prompt of the selected rows by padding, as Janus does for classifier-free guidance.
+
+        Every attended token except bos and the final begin-of-image token becomes pad (still attended), so
+        the text AND any input image (its placeholder, boi and eoi tokens) are removed from the condition.
+        """
+        ids = input_ids.clone()
+        keep = (ids == self.bos_id) if self.bos_id is not None else torch.zeros_like(ids, dtype=torch.bool)
+        keep[:, -1] = True
+        drop = rows.to(ids.device).bool()[:, None] & attention_mask.bool() & ~keep
+        return ids.masked_fill(drop, self.pad_id)
+
+    def locate(self, ids: Sequence[int], text: str) -> list[int]:
+        """Positions of the tokens spelling the LAST occurrence of ``text`` in ``ids`` (whitespace-insensitive)."""
+        pieces = ["".join(self.tokenizer.decode([t]).split()) for t in ids]
+        target = "".join(text.split())
+        joined = "".join(pieces)
+        start = joined.rfind(target)
+        if not target or start < 0:
+            return []
+        end, positions, offset = start + len(target), [], 0
+        for position, piece in enumerate(pieces):
+            if piece and offset < end and offset + len(piece) > start:
+                positions.append(position)
+            offset += len(piece)
+        return positions
