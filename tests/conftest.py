@@ -32,8 +32,8 @@ def kedro_project(tmp_path: Path) -> Path:
     return project
 
 
-def run_kedro(project: Path, pipeline: str, params: dict | None = None) -> dict:
-    """Run one pipeline in-process, the way `kedro run --pipeline NAME --params ...` would."""
+def run_kedro(project: Path, pipeline: str | list[str], params: dict | None = None) -> dict:
+    """Run pipelines in-process, the way `kedro run --pipelines NAME[,...] --params ...` would."""
     from kedro.framework.session import KedroSession
     from kedro.framework.startup import bootstrap_project
 
@@ -42,6 +42,6 @@ def run_kedro(project: Path, pipeline: str, params: dict | None = None) -> dict:
     os.chdir(project)  # catalog paths are relative to the project
     try:
         with KedroSession.create(project_path=project, runtime_params=params or {}) as session:
-            return session.run(pipeline_names=[pipeline])
+            return session.run(pipeline_names=[pipeline] if isinstance(pipeline, str) else pipeline)
     finally:
         os.chdir(cwd)

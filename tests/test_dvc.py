@@ -40,15 +40,37 @@ def clone(tmp_path: Path) -> Path:
     params = yaml.safe_load(params_file.read_text())
     params["world"]["splits"] = {"train": 6, "val": 3}
     params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+    _shrink_training(root)
     for args in (["git", "init", "-q"], ["git", "add", "-A"],
                  ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "clone"]):
         subprocess.run(args, cwd=root, check=True)
     return root
 
 
+def _edit_params(path: Path, edit) -> None:
+    params = yaml.safe_load(path.read_text())
+    edit(params)
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def _shrink_training(root: Path) -> None:
+    """Two steps per training phase: DVC's DAG is under test, not learning."""
+    def pretrain(p):
+        p["pretrain"]["vq"].update(steps=2, batch_size=4)
+        p["pretrain"]["base"]["global_batch"] = 4
+        p["pretrain"]["base"]["trainer"]["max_steps"] = 2
+
+    def train(p):
+        p["train"]["run"]["global_batch"] = 4
+        p["train"]["run"]["trainer"]["max_steps"] = 2
+
+    _edit_params(root / "conf/base/parameters_pretrain.yml", pretrain)
+    _edit_params(root / "conf/base/parameters_train.yml", train)
+
+
 def test_dvc_repro_runs_the_dag_then_only_what_changed(clone):
     out = _run(["dvc", "repro"], clone)
-    for stage in ("world", "ingestion", "rendering"):
+    for stage in ("world", "ingestion", "rendering", "pretrain", "train"):
         assert f"Running stage '{stage}'" in out
     assert (clone / "dvc.lock").is_file()
     assert len(list((clone / "data/05_model_input/targets").rglob("*.png"))) == 9 * 6
@@ -59,12 +81,10 @@ def test_dvc_repro_runs_the_dag_then_only_what_changed(clone):
     metrics = _run(["dvc", "metrics", "show"], clone)
     assert "ingestion_summary.json" in metrics and "tables.images" in metrics and "9" in metrics
 
-    # A rendering parameter changes: only the rendering stage runs again.
-    params_file = clone / "conf/base/parameters_rendering.yml"
-    params = yaml.safe_load(params_file.read_text())
-    params["rendering"]["image_size"] = 32
-    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+    # A training parameter changes: only the train stage runs again.
+    _edit_params(clone / "conf/base/parameters_train.yml",
+                 lambda p: p["train"]["run"]["loss_weights"].update(proxy=2.0))
     out = _run(["dvc", "repro"], clone)
-    assert "Running stage 'rendering'" in out
-    assert "Running stage 'world'" not in out and "Running stage 'ingestion'" not in out
-    assert "image_size" in _run(["dvc", "params", "diff"], clone)
+    assert "Running stage 'train'" in out
+    assert all(f"Running stage '{s}'" not in out for s in ("world", "ingestion", "rendering", "pretrain"))
+    assert "loss_weights.proxy" in _run(["dvc", "params", "diff"], clone)

@@ -18,6 +18,10 @@ from sgt_pipeline.ingestion import InvalidDatasetError
 from test_ingestion import BAD_INPUTS, break_fixture
 
 TINY_WORLD = {"world": {"splits": {"train": 6, "val": 3}}}
+# Two optimizer steps of each training phase: the wiring is under test here, not the learning.
+TINY_TRAINING = {"pretrain": {"vq": {"steps": 2, "batch_size": 4},
+                              "base": {"global_batch": 4, "trainer": {"max_steps": 2}}},
+                 "train": {"run": {"global_batch": 4, "trainer": {"max_steps": 2}}}}
 KINDS = ["reconstruction", "edge", "depth", "semantic", "instance", "panoptic"]
 
 
@@ -27,7 +31,7 @@ def _coco_source(paths: dict) -> dict:
 
 
 def test_sgt_pipeline_on_tiny_world(kedro_project):
-    run_kedro(kedro_project, "sgt", TINY_WORLD)
+    run_kedro(kedro_project, "sgt", {**TINY_WORLD, **TINY_TRAINING})
     data = kedro_project / "data"
     images = pd.read_parquet(data / "02_intermediate/images.parquet")
     assert sorted(images["split"].value_counts().items()) == [("train", 6), ("val", 3)]
@@ -41,6 +45,13 @@ def test_sgt_pipeline_on_tiny_world(kedro_project):
     summary = json.loads((data / "08_reporting/ingestion_summary.json").read_text())
     assert summary["success"] and summary["tables"]["images"] == 9
     assert "PASSED" in (data / "08_reporting/ingestion_report.md").read_text()
+    base = json.loads((data / "06_models/base_model.json").read_text())
+    sgt = json.loads((data / "06_models/sgt_model.json").read_text())
+    assert base["path"] == "data/06_models/base" and sgt["base"] == base["path"]
+    for model_dir in (data / "06_models/base", data / "06_models/sgt"):
+        assert (model_dir / "model.safetensors").is_file() and (model_dir / "config.json").is_file()
+    metrics = json.loads((data / "08_reporting/train_metrics.json").read_text())
+    assert metrics["train/steps"] == 2 and np.isfinite(metrics["train/loss"])
 
 
 def test_sgt_pipeline_on_real_coco_layout(kedro_project, tmp_path):
@@ -50,7 +61,7 @@ def test_sgt_pipeline_on_real_coco_layout(kedro_project, tmp_path):
     paths = write_coco_fixture(tmp_path / "coco")
     params = _coco_source(paths)
     params["rendering"]["image_size"] = 32
-    run_kedro(kedro_project, "sgt", params)
+    run_kedro(kedro_project, ["world", "ingestion", "rendering"], params)  # no train split to train on
     index = pd.read_csv(kedro_project / "data/05_model_input/targets_index.csv")
     assert len(index) == 4 * 3
     target = np.asarray(Image.open(kedro_project / "data/05_model_input/targets" /
@@ -90,7 +101,9 @@ def _cli_env() -> dict:
 @pytest.mark.slow
 def test_kedro_run_pipeline_as_typed_without_deprecation_warning(kedro_project):
     kedro = Path(sys.executable).with_name("kedro")
-    params = "world.splits.train=4,world.splits.val=2"
+    params = ("world.splits.train=4,world.splits.val=2,pretrain.vq.steps=2,pretrain.vq.batch_size=4,"
+              "pretrain.base.global_batch=4,pretrain.base.trainer.max_steps=2,"
+              "train.run.global_batch=4,train.run.trainer.max_steps=2")
     done = subprocess.run([str(kedro), "run", "--pipeline", "sgt", "--params", params],
                           cwd=kedro_project, env=_cli_env(), capture_output=True, text=True,
                           timeout=600)

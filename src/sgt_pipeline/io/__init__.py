@@ -1,6 +1,6 @@
 """Atomic local I/O: the helper and the Kedro datasets built on it."""
 
-from sgt_pipeline.io.atomic import atomic_write
+from sgt_pipeline.io.atomic import atomic_directory, atomic_write
 from sgt_pipeline.io.datasets import (
     CSVTableDataset,
     JSONDataset,
@@ -15,5 +15,6 @@ __all__ = [
     "PNGImageDataset",
     "ParquetTableDataset",
     "TextDataset",
+    "atomic_directory",
     "atomic_write",
 ]

@@ -12,7 +12,7 @@ from the processor, so nothing here is referenced by name outside this module.
 
 from __future__ import annotations
 
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 from transformers import JanusImageProcessor, JanusProcessor, PreTrainedTokenizerFast
 
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
@@ -48,6 +48,9 @@ def build_word_tokenizer(words: list[str]) -> PreTrainedTokenizerFast:
     for token in (*SPECIAL_TOKENS, *words):
         vocab.setdefault(token, len(vocab))
     backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
+    # Lower-case before lookup: prompts such as SGT's "Segment instances with different colors." keep
+    # their spelling, the vocabulary stays lower-case (special tokens are matched before normalising).
+    backend.normalizer = normalizers.Lowercase()
     backend.pre_tokenizer = pre_tokenizers.Sequence(
         [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation(behavior="isolated")]
     )

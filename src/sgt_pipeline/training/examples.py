@@ -40,15 +40,18 @@ def load_split_examples(
     captions: pd.DataFrame,
     targets_index: pd.DataFrame,
     targets: Mapping[str, Callable[[], np.ndarray]],
-    proxy_kinds: list[str],
+    proxy_kinds: list[str] | None = None,
     use_captions: bool = True,
 ) -> SplitExamples:
     """Gather one split. ``targets`` is the rendered-targets partitions (key -> loader), as Kedro's
-    PartitionedDataset loads them; ``reconstruction`` must have been rendered (it is the image)."""
+    PartitionedDataset loads them; ``reconstruction`` must have been rendered (it is the image).
+    ``proxy_kinds``: the target kinds to load (default: every kind that was rendered)."""
     ids = np.sort(images.loc[images["split"] == split, "image_id"].to_numpy())
     if not len(ids):
         raise ValueError(f"split {split!r} has no images")
     index = targets_index[targets_index["split"] == split]
+    if proxy_kinds is None:
+        proxy_kinds = sorted(set(index["kind"]))
     kinds = ["reconstruction", *[k for k in proxy_kinds if k != "reconstruction"]]
     arrays = {kind: _stack(kind, ids, index, targets) for kind in kinds}
     row_of = pd.Series(np.arange(len(ids)), index=ids)

@@ -1,4 +1,4 @@
-"""``sgt`` pipeline: the main job, from the raw source to (for now) the rendered proxy targets."""
+"""``sgt`` pipeline: the main job, raw source → tables → targets → base model → SGT model."""
 
 from sgt_pipeline.pipelines.sgt.pipeline import create_pipeline
 

@@ -1,8 +1,9 @@
 from kedro.pipeline import Pipeline
 
-from sgt_pipeline.pipelines import ingestion, rendering, world
+from sgt_pipeline.pipelines import ingestion, pretrain, rendering, train, world
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    # Training and evaluation join here as they land.
-    return world.create_pipeline() + ingestion.create_pipeline() + rendering.create_pipeline()
+    # Evaluation joins here as it lands.
+    return (world.create_pipeline() + ingestion.create_pipeline() + rendering.create_pipeline()
+            + pretrain.create_pipeline() + train.create_pipeline())

@@ -1,0 +1,118 @@
+"""The base model SGT post-trains: a local Hugging Face checkpoint, or the tiny embedded Janus trained here
+(VQ tokenizer first, then understanding + text-to-image), cached by fingerprint so it is built once."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from sgt_pipeline.io import atomic_directory, atomic_write
+from sgt_pipeline.models.adapter import JanusAdapter
+from sgt_pipeline.models.config import TinyJanusConfig, build_tiny_janus, count_parameters
+from sgt_pipeline.models.tokenizer import build_processor, build_word_tokenizer
+from sgt_pipeline.rendering import Palette
+from sgt_pipeline.training.examples import SplitExamples
+from sgt_pipeline.training.instructions import instruction_words
+from sgt_pipeline.training.tokenizer import VQTrainingConfig, round_trip_quality, train_vq_tokenizer
+from sgt_pipeline.training.umm import MixtureTrainingConfig, train_umm
+
+log = logging.getLogger(__name__)
+FINGERPRINT_FILE = "sgt_base.json"
+
+
+class ModelConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # A local Hugging Face directory of a Janus / Janus-Pro checkpoint (model + processor). None: the tiny
+    # embedded model is built and pretrained on the configured data instead.
+    pretrained_path: str | None = None
+    tiny: TinyJanusConfig = Field(default_factory=TinyJanusConfig)
+
+
+class PretrainConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    output_dir: str = "data/06_models/base"  # the pretrained base, Hugging Face format
+    vq: VQTrainingConfig = Field(default_factory=VQTrainingConfig)
+    vq_kinds: list[str] = Field(default_factory=lambda: ["reconstruction", "instance", "semantic"])
+    base: MixtureTrainingConfig
+
+
+def text_vocabulary(examples: SplitExamples) -> list[str]:
+    """Every word of the questions, answers and captions, plus the proxy instructions."""
+    texts = [*examples.understanding["question"], *examples.understanding["answer"],
+             *examples.generation["prompt"]]
+    words = set(instruction_words())
+    for text in texts:
+        for mark in ".,?":
+            text = text.replace(mark, f" {mark} ")
+        words.update(text.lower().split())
+    return sorted(words)
+
+
+def fingerprint(examples: SplitExamples, model: ModelConfig, pretrain: PretrainConfig) -> str:
+    """What the base model depends on: the training images and targets, the vocabulary, the configs."""
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(np.ascontiguousarray(examples.images).tobytes())
+    for kind in sorted(examples.targets):
+        digest.update(kind.encode() + np.ascontiguousarray(examples.targets[kind]).tobytes())
+    digest.update(json.dumps(text_vocabulary(examples)).encode())
+    digest.update(model.model_dump_json().encode())
+    digest.update(pretrain.model_dump_json(exclude={"output_dir"}).encode())
+    return digest.hexdigest()
+
+
+def prepare_base_model(examples: SplitExamples, model: ModelConfig, pretrain: PretrainConfig,
+                       instance_palette: Palette) -> dict:
+    """The base model's reference ``{"path", "fingerprint", "metrics"}``, building it only when needed.
+
+    ``instance_palette`` decodes instance targets for the VQ round-trip check.
+    """
+    if model.pretrained_path:
+        return {"path": model.pretrained_path, "fingerprint": "pretrained", "metrics": {}}
+    expected = fingerprint(examples, model, pretrain)
+    record = Path(pretrain.output_dir) / FINGERPRINT_FILE
+    if record.is_file():
+        cached = json.loads(record.read_text())
+        if cached.get("fingerprint") == expected:
+            log.info("base model up to date in %s (fingerprint %s): pretraining skipped",
+                     pretrain.output_dir, expected[:12])
+            return cached
+    return _pretrain(examples, model, pretrain, instance_palette, expected)
+
+
+def _pretrain(examples: SplitExamples, model: ModelConfig, pretrain: PretrainConfig,
+              instance_palette: Palette, fp: str) -> dict:
+    started = time.perf_counter()
+    tokenizer = build_word_tokenizer(text_vocabulary(examples))
+    tiny = model.tiny
+    adapter = JanusAdapter(build_tiny_janus(tiny, tokenizer),
+                           build_processor(tokenizer, tiny.image_size, tiny.num_image_tokens))
+    work = Path(pretrain.output_dir).with_name(Path(pretrain.output_dir).name + "_runs")
+
+    pool = np.concatenate([examples.images if k == "reconstruction" else examples.targets[k]
+                           for k in pretrain.vq_kinds])
+    vqmodel = adapter.model.model.vqmodel
+    vq_summary = train_vq_tokenizer(vqmodel, pool, pretrain.vq, work / "vq")
+    quality = round_trip_quality(vqmodel, examples.targets["instance"][:256], instance_palette)
+    log.info("VQ round trip of instance targets: %s", quality)
+
+    base_summary = train_umm(adapter, examples, pretrain.base)
+    metrics = {"parameters": count_parameters(adapter.model)["total"],
+               **{f"vq/{k}": v for k, v in quality.items()},
+               "vq/steps": vq_summary.final_step, "vq/wall_time_s": vq_summary.wall_time_s,
+               **{f"base/{k}": v for k, v in base_summary.mean_metrics.items()},
+               "base/steps": base_summary.final_step, "base/wall_time_s": base_summary.wall_time_s,
+               "pretrain_wall_time_s": time.perf_counter() - started}
+    reference = {"path": pretrain.output_dir, "fingerprint": fp, "metrics": metrics}
+    with atomic_directory(pretrain.output_dir) as building:
+        adapter.save_pretrained(building)
+        atomic_write(building / FINGERPRINT_FILE,
+                     lambda tmp: tmp.write_text(json.dumps(reference, indent=2)))
+    return reference

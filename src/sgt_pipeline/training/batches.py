@@ -1,0 +1,60 @@
+"""Batches of the SGT mixture: a deterministic function of (step, micro-step, rank).
+
+The VQ tokenizer is frozen while post-training, so the image tokens of every image (text-to-image
+targets) and of every proxy target are computed once up front; a batch is then a gather plus prompt
+tokenisation, which keeps data loading a small share of the step.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from sgt_pipeline.training.examples import SplitExamples
+from sgt_pipeline.training.mixture import TaskMixture
+
+
+class SGTBatches:
+    """``batches(step, micro_step, rank, world_size) -> dict`` with a ``task`` key, for the Trainer."""
+
+    def __init__(self, adapter, examples: SplitExamples, *, weights: dict[str, float],
+                 proxy_kind: str, global_batch: int, grad_accum_steps: int, max_steps: int,
+                 seed: int = 0, cfg_dropout: float = 0.1):
+        if proxy_kind == "none":
+            weights = {**weights, "proxy": 0.0}
+        self.adapter, self.examples, self.proxy_kind = adapter, examples, proxy_kind
+        self.grad_accum_steps, self.seed, self.cfg_dropout = grad_accum_steps, seed, cfg_dropout
+        self.proxy_examples = examples.proxy(proxy_kind) if weights.get("proxy", 0) > 0 else None
+        sizes = {"understanding": len(examples.understanding), "generation": len(examples.generation),
+                 "proxy": 0 if self.proxy_examples is None else len(self.proxy_examples)}
+        self.mixture = TaskMixture(weights, sizes, global_batch, max_steps * grad_accum_steps, seed)
+        self.image_tokens = (adapter.image_tokens(examples.images)
+                             if "generation" in self.mixture.tasks else None)
+        self.target_tokens = (adapter.image_tokens(examples.targets[proxy_kind])
+                              if self.proxy_examples is not None else None)
+
+    def __call__(self, step: int, micro_step: int, rank: int = 0, world_size: int = 1) -> dict:
+        micro_index = step * self.grad_accum_steps + micro_step
+        draw = self.mixture.draw(micro_index, rank, world_size)
+        ex = self.examples
+        frame = {"understanding": ex.understanding, "generation": ex.generation,
+                 "proxy": self.proxy_examples}[draw.task]
+        picked = frame.iloc[draw.indices]
+        rows = np.array(picked["row"])  # a writable copy: it also indexes torch tensors
+        if draw.task == "understanding":
+            batch = self.adapter.understanding_batch(ex.images[rows], list(picked["question"]),
+                                                     list(picked["answer"]))
+        elif draw.task == "generation":
+            batch = self.adapter.generation_batch(list(picked["prompt"]), self.image_tokens[rows],
+                                                  drop_prompt=self._dropped(micro_index, rank, len(rows)))
+        else:
+            batch = self.adapter.proxy_batch(ex.images[rows], list(picked["instruction"]),
+                                             self.target_tokens[rows],
+                                             drop_prompt=self._dropped(micro_index, rank, len(rows)))
+        batch["task"] = draw.task
+        return batch
+
+    def _dropped(self, micro_index: int, rank: int, size: int) -> torch.Tensor:
+        """Rows trained unconditionally (prompt replaced by padding) so CFG has an unconditional model."""
+        rng = np.random.default_rng([self.seed, micro_index, rank, 0xCF6])
+        return torch.from_numpy(rng.random(size) < self.cfg_dropout)

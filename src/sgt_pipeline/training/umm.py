@@ -1,0 +1,46 @@
+"""Training a unified model on a task mixture: base pretraining (understanding + text-to-image) and SGT
+post-training (the same plus a proxy task) are one function with different mixtures."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from sgt_pipeline.training.batches import SGTBatches
+from sgt_pipeline.training.config import TrainerConfig, TrainSummary
+from sgt_pipeline.training.examples import SplitExamples
+from sgt_pipeline.training.objective import LossWeights, SGTLoss, sgt_objective
+from sgt_pipeline.training.trainer import Trainer
+
+ProxyKind = Literal["none", "reconstruction", "edge", "depth", "semantic", "instance", "panoptic"]
+
+
+class MixtureTrainingConfig(BaseModel):
+    """One training run on the task mixture (``parameters_pretrain.yml`` / ``parameters_train.yml``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    proxy_kind: ProxyKind = "instance"  # the generative proxy task; none = SFT only
+    # Relative frequency of micro-batches per task; SGT's proxy:SFT = 2:1 is proxy 2, und 0.5, gen 0.5.
+    mixture: dict[Literal["understanding", "generation", "proxy"], float] = Field(
+        default_factory=lambda: {"proxy": 2.0, "understanding": 0.5, "generation": 0.5})
+    loss_weights: LossWeights = Field(default_factory=LossWeights)
+    global_batch: int = Field(16, gt=0)  # examples per micro-batch, summed over ranks
+    cfg_dropout: float = Field(0.1, ge=0, le=1)  # share of image-generation rows trained unconditionally
+    trainer: TrainerConfig
+
+
+def train_umm(adapter, examples: SplitExamples, config: MixtureTrainingConfig) -> TrainSummary:
+    """Train ``adapter.model`` in place on the mixture; checkpoints in ``config.trainer.out_dir``."""
+    trainer_config = config.trainer
+    batches = SGTBatches(
+        adapter, examples, weights=dict(config.mixture), proxy_kind=config.proxy_kind,
+        global_batch=config.global_batch, grad_accum_steps=trainer_config.grad_accum_steps,
+        max_steps=trainer_config.max_steps, seed=trainer_config.seed, cfg_dropout=config.cfg_dropout)
+    if len(batches.mixture.tasks) > 1 and not trainer_config.find_unused_parameters:
+        # Each task leaves some parameters unused (e.g. the generation head in understanding batches).
+        trainer_config = trainer_config.model_copy(update={"find_unused_parameters": True})
+    trainer = Trainer(SGTLoss(adapter, config.loss_weights), sgt_objective, batches, trainer_config,
+                      trainable_parameters=adapter.trainable_parameters())
+    return trainer.fit()

@@ -1,0 +1,91 @@
+"""SGT training on the task mixture: the proxy supervises the rendered target, per-task losses fall,
+the base model is cached by fingerprint."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from sgt_pipeline.models import JanusAdapter, TinyJanusConfig, build_processor, build_tiny_janus
+from sgt_pipeline.models.tokenizer import build_word_tokenizer
+from sgt_pipeline.training.batches import SGTBatches
+from sgt_pipeline.training.examples import SplitExamples
+from sgt_pipeline.training.umm import MixtureTrainingConfig, train_umm
+
+TINY = TinyJanusConfig(image_size=32, patch_size=8, hidden_size=64, num_layers=2, num_heads=2,
+                       intermediate_size=128, vision_hidden_size=64, vision_layers=1, vq_codebook_size=64)
+WORDS = "how many circles squares are there is a red blue circle square one two yes no".split()
+
+
+def _examples(n: int = 8) -> SplitExamples:
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+    # A target unlike its image: flat colour blocks (what a segmentation target looks like).
+    targets = np.zeros_like(images)
+    targets[:, 8:24, 8:24] = rng.integers(0, 256, (n, 1, 1, 3), dtype=np.uint8)
+    questions = ["how many circles are there?", "is there a red square?"]
+    understanding = pd.DataFrame({"row": np.repeat(np.arange(n), 2), "question": questions * n,
+                                  "answer": ["two", "yes"] * n, "type": ["count", "exists"] * n})
+    prompts = [f"{count} {colour} {shape}" for count in ("one", "two") for colour in ("red", "blue")
+               for shape in ("circle", "square")]
+    generation = pd.DataFrame({"row": np.arange(n), "prompt": prompts[:n]})  # learnable: one image each
+    return SplitExamples(np.arange(n) + 100, images, {"instance": targets}, understanding, generation)
+
+
+@pytest.fixture(scope="module")
+def adapter() -> JanusAdapter:
+    tokenizer = build_word_tokenizer(WORDS + ["segment", "instances", "with", "different", "colors",
+                                              "render", "each", "instance", "mask", "in", "color", "."])
+    return JanusAdapter(build_tiny_janus(TINY, tokenizer),
+                        build_processor(tokenizer, TINY.image_size, TINY.num_image_tokens))
+
+
+def test_proxy_batches_supervise_the_rendered_target_not_the_input_image(adapter):
+    """SGT's own repository shipped a bug where every proxy supervised the input RGB."""
+    examples = _examples()
+    batches = SGTBatches(adapter, examples, weights={"proxy": 1.0}, proxy_kind="instance",
+                         global_batch=4, grad_accum_steps=1, max_steps=4, cfg_dropout=0.0)
+    batch = batches(0, 0)
+    assert batch["task"] == "proxy" and "pixel_values" in batch
+    rows = batches.mixture.draw(0).indices
+    target_tokens = adapter.image_tokens(examples.targets["instance"][rows])
+    image_tokens = adapter.image_tokens(examples.images[rows])
+    assert torch.equal(batch["labels"], target_tokens)
+    assert not torch.equal(batch["labels"], image_tokens)
+    # ...while the model sees the input image: its pixels, not the target's, are in the batch.
+    expected_pixels = adapter.processor.image_processor(list(examples.images[rows]),
+                                                        return_tensors="pt")["pixel_values"]
+    torch.testing.assert_close(batch["pixel_values"], expected_pixels)
+
+
+def test_tiny_sgt_run_lowers_every_task_loss(adapter, tmp_path):
+    examples = _examples()
+    config = MixtureTrainingConfig.model_validate({
+        "proxy_kind": "instance", "mixture": {"proxy": 1.0, "understanding": 1.0, "generation": 1.0},
+        "global_batch": 4, "cfg_dropout": 0.0,
+        "trainer": {"max_steps": 150, "lr": 3e-3, "log_every": 5, "checkpoint_every": 1000,
+                    "out_dir": str(tmp_path), "precision": "fp32"}})
+    model = adapter.model
+    initial = {k: v.clone() for k, v in model.state_dict().items()}
+    batches = SGTBatches(adapter, examples, weights=dict(config.mixture), proxy_kind="instance",
+                         global_batch=4, grad_accum_steps=1, max_steps=150, cfg_dropout=0.0)
+    probe = {task: next(batches(s, 0) for s in range(150) if batches.mixture.task_at(s) == task)
+             for task in ("understanding", "generation", "proxy")}
+
+    def losses() -> dict[str, float]:
+        with torch.no_grad():
+            return {t: float(getattr(adapter, f"{t}_loss")({k: v for k, v in b.items() if k != "task"}))
+                    for t, b in probe.items()}
+
+    before = losses()
+    summary = train_umm(adapter, examples, config)
+    after = losses()
+    assert summary.final_step == 150
+    for task in before:  # from about log(codebook) = 4.16 nats for the image tasks
+        assert after[task] < before[task] - 0.5, (task, before[task], after[task])
+    # The frozen VQ tokenizer did not move (its tokens were cached before training).
+    for name, value in model.model.vqmodel.state_dict().items():
+        assert torch.equal(value, initial[f"model.vqmodel.{name}"]), name
+    model.load_state_dict(initial)
