@@ -112,3 +112,32 @@ def test_kedro_run_pipeline_as_typed_without_deprecation_warning(kedro_project):
     assert "deprecated" not in output.lower() and "Warning" not in output, output[-3000:]
     assert "Pipeline execution completed successfully" in output
     assert len(list((kedro_project / "data/05_model_input/targets").rglob("*.png"))) == 6 * len(KINDS)
+
+
+def test_sgt_trains_a_hugging_face_checkpoint_from_a_local_directory(kedro_project, tmp_path):
+    """The real-model path: `model.pretrained_path` names an HF-format Janus directory this run did not
+    create; pretraining is skipped and SGT post-trains it."""
+    from sgt_pipeline.models import TinyJanusConfig, build_processor, build_tiny_janus
+    from sgt_pipeline.models.adapter import JanusAdapter
+    from sgt_pipeline.models.tokenizer import build_word_tokenizer
+    from sgt_pipeline.training.instructions import instruction_words
+    from sgt_pipeline.world import WorldConfig, vocabulary
+
+    config = TinyJanusConfig(hidden_size=64, num_layers=2, num_heads=2, intermediate_size=128,
+                             vision_hidden_size=64, vision_layers=1, vq_codebook_size=64)
+    tokenizer = build_word_tokenizer(sorted(set(vocabulary(WorldConfig())) | set(instruction_words())))
+    checkpoint = tmp_path / "Janus-tiny-hf"
+    JanusAdapter(build_tiny_janus(config, tokenizer),
+                 build_processor(tokenizer, config.image_size, config.num_image_tokens)
+                 ).save_pretrained(checkpoint)
+
+    run_kedro(kedro_project, "sgt", {**TINY_WORLD, **TINY_TRAINING,
+                                     "model": {"pretrained_path": str(checkpoint)}})
+    data = kedro_project / "data"
+    assert json.loads((data / "06_models/base_model.json").read_text())["path"] == str(checkpoint)
+    assert not (data / "06_models/base").exists()  # nothing pretrained
+    trained = JanusAdapter.from_pretrained(data / "06_models/sgt")
+    original = JanusAdapter.from_pretrained(checkpoint)
+    moved = [name for name, p in trained.model.named_parameters()
+             if not np.allclose(p.detach().numpy(), original.model.get_parameter(name).detach().numpy())]
+    assert moved and not any("vqmodel" in name for name in moved)  # trained, VQ frozen
