@@ -141,3 +141,23 @@ def test_sgt_trains_a_hugging_face_checkpoint_from_a_local_directory(kedro_proje
     moved = [name for name, p in trained.model.named_parameters()
              if not np.allclose(p.detach().numpy(), original.model.get_parameter(name).detach().numpy())]
     assert moved and not any("vqmodel" in name for name in moved)  # trained, VQ frozen
+
+
+@pytest.mark.slow
+def test_train_pipeline_under_torchrun_with_two_processes(kedro_project):
+    """`torchrun --nproc_per_node=2 kedro run --pipeline train`: gloo on CPU, rank 0 writes."""
+    run_kedro(kedro_project, ["world", "ingestion", "rendering", "pretrain"],
+              {**TINY_WORLD, **TINY_TRAINING})
+    kedro = Path(sys.executable).with_name("kedro")
+    params = "train.run.global_batch=4,train.run.trainer.max_steps=2"
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
+         str(kedro), "run", "--pipeline", "train", "--params", params],
+        cwd=kedro_project, env=_cli_env(), capture_output=True, text=True, timeout=600)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-4000:]
+    metrics = json.loads((kedro_project / "data/08_reporting/train_metrics.json").read_text())
+    assert metrics["train/steps"] == 2
+    assert (kedro_project / "data/06_models/sgt/model.safetensors").is_file()
+    assert output.count("trained to step 2") == 1  # one summary: rank 0's
+    assert not list((kedro_project / "data/06_models").glob(".*tmp*"))  # no rank left a partial write
