@@ -49,6 +49,10 @@ class TaskMixture:
                   out=self._seen_before[1:])
         self._epochs: dict[tuple[int, int], np.ndarray] = {}
 
+    def __len__(self) -> int:
+        """Number of micro-steps the schedule covers."""
+        return len(self._schedule)
+
     def task_at(self, micro_index: int) -> str:
         return self.tasks[self._schedule[micro_index]]
 
