@@ -1,7 +1,7 @@
 """Generating the shapes world on disk: images, depth maps, COCO annotations, captions, VQA, manifest.
 
-The dataset is built in ``<root>.tmp-<pid>`` and swapped in at the end, so a reader never sees a half
-written dataset nor stale images of an earlier, larger configuration. Images are built in parallel
+The dataset is built beside ``root`` and swapped in at the end (``sgt_pipeline.io.atomic_directory``), so a
+reader never sees a half written dataset nor stale images of an earlier, larger configuration. Images are built in parallel
 worker processes; each image draws only from its own random streams, so the output does not depend on
 the number of workers or the order of work.
 """
@@ -12,7 +12,6 @@ import json
 import logging
 import multiprocessing
 import os
-import shutil
 import sys
 import time
 import zlib
@@ -22,12 +21,14 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm import tqdm
 
+from sgt_pipeline.io import atomic_directory
+
 from .annotations import coco_categories, encoding_of, instance_annotations
 from .captions import scene_captions
 from .config import WorldConfig
 from .questions import QUESTION_TYPES, scene_questions
 from .scene import sample_scene
-from .writing import json_bytes, jsonl_bytes, png_bytes, split_paths, swap_into_place, write_atomic
+from .writing import json_bytes, jsonl_bytes, png_bytes, split_paths, write_file
 
 logger = logging.getLogger(__name__)
 
@@ -63,8 +64,8 @@ def build_image(config: WorldConfig, split: str, index: int, image_id: int, path
             "raise min_radius or image_size"
         )
     file_name = f"{image_id:012d}.png"
-    write_atomic(os.path.join(paths["images_dir"], file_name), png_bytes(scene.image))
-    write_atomic(os.path.join(paths["depth_dir"], file_name), png_bytes(scene.depth_map))
+    write_file(os.path.join(paths["images_dir"], file_name), png_bytes(scene.image))
+    write_file(os.path.join(paths["depth_dir"], file_name), png_bytes(scene.depth_map))
     size = config.image_size
     image = {"id": image_id, "file_name": file_name, "width": size, "height": size, "license": LICENSE["id"]}
     encoding_rng = image_rng(config.seed, split, index, _ENCODING_STREAM)
@@ -122,10 +123,10 @@ def _write_split(
     info = {"description": "sgt-pipeline shapes world", "version": "1.0", "seed": config.seed, "split": split}
     instances = {"info": info, "licenses": [LICENSE], "images": images, "annotations": annotations,
                  "categories": coco_categories(config)}
-    write_atomic(paths["instances_json"], json_bytes(instances))
+    write_file(paths["instances_json"], json_bytes(instances))
     captions_doc = {"info": info, "licenses": [LICENSE], "images": images, "annotations": captions}
-    write_atomic(paths["captions_json"], json_bytes(captions_doc))
-    write_atomic(paths["vqa_jsonl"], jsonl_bytes(questions))
+    write_file(paths["captions_json"], json_bytes(captions_doc))
+    write_file(paths["vqa_jsonl"], jsonl_bytes(questions))
 
 
 def _count(stats: Counter, records: list[ImageRecord]) -> None:
@@ -157,40 +158,41 @@ def generate_world(config: WorldConfig, progress: bool = True, workers: int | No
     """
     started = time.perf_counter()
     root, total = config.root, sum(config.splits.values())
-    building = f"{root.rstrip(os.sep)}.tmp-{os.getpid()}"
-    shutil.rmtree(building, ignore_errors=True)
     manifest = {"kind": "shapes", "root": root, "config": config.model_dump(mode="json"), "splits": {}}
     workers = _worker_count(workers, total)
     pool = multiprocessing.Pool(workers, _init_worker, (config,)) if workers > 1 else None
     stats, next_ids, first_image_id = Counter(), Counter(annotation=1, caption=1, question=1), 1
     try:
-        os.makedirs(os.path.join(building, "annotations"))
-        with tqdm(total=total, desc="shapes world", unit="img", disable=not progress) as bar:
-            for split, n_images in config.splits.items():
-                paths = split_paths(building, split)
-                os.makedirs(paths["images_dir"])
-                os.makedirs(paths["depth_dir"])
-                tasks = [
-                    (split, start, min(start + _CHUNK, n_images), first_image_id + start, paths)
-                    for start in range(0, n_images, _CHUNK)
-                ]
-                _init_worker(config)  # the in-process path reads the same module-level config
-                chunks = pool.imap(_build_chunk, tasks) if pool else map(_build_chunk, tasks)
-                records: list[ImageRecord] = []
-                for chunk in chunks:  # imap keeps task order, so ids do not depend on scheduling
-                    records += chunk
-                    bar.update(len(chunk))
-                _write_split(split, records, paths, config, next_ids)
-                _count(stats, records)
-                first_image_id += n_images
-                manifest["splits"][split] = split_paths(root, split)
-        write_atomic(os.path.join(building, "manifest.json"), json.dumps(manifest, indent=2).encode())
-        swap_into_place(building, root)
-    except BaseException:
-        if pool is not None:
-            pool.terminate()  # stop the workers before deleting the directory they write into
-        shutil.rmtree(building, ignore_errors=True)
-        raise
+        # Built beside root and swapped in whole: no reader sees a half-written dataset or stale images
+        # of an earlier, larger configuration.
+        with atomic_directory(root) as built:
+            building = str(built)
+            try:
+                os.makedirs(os.path.join(building, "annotations"))
+                with tqdm(total=total, desc="shapes world", unit="img", disable=not progress) as bar:
+                    for split, n_images in config.splits.items():
+                        paths = split_paths(building, split)
+                        os.makedirs(paths["images_dir"])
+                        os.makedirs(paths["depth_dir"])
+                        tasks = [
+                            (split, start, min(start + _CHUNK, n_images), first_image_id + start, paths)
+                            for start in range(0, n_images, _CHUNK)
+                        ]
+                        _init_worker(config)  # the in-process path reads the same module-level config
+                        chunks = pool.imap(_build_chunk, tasks) if pool else map(_build_chunk, tasks)
+                        records: list[ImageRecord] = []
+                        for chunk in chunks:  # imap keeps task order: ids do not depend on scheduling
+                            records += chunk
+                            bar.update(len(chunk))
+                        _write_split(split, records, paths, config, next_ids)
+                        _count(stats, records)
+                        first_image_id += n_images
+                        manifest["splits"][split] = split_paths(root, split)
+                write_file(os.path.join(building, "manifest.json"), json.dumps(manifest, indent=2).encode())
+            except BaseException:
+                if pool is not None:
+                    pool.terminate()  # stop the workers before their directory is deleted
+                raise
     finally:
         if pool is not None:
             pool.close()

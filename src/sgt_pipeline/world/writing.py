@@ -1,11 +1,10 @@
-"""File-level plumbing: atomic writes, PNG/JSON encoding, the dataset layout and the final directory swap."""
+"""File-level plumbing: PNG/JSON encoding, the dataset layout, writing files."""
 
 from __future__ import annotations
 
 import io
 import json
 import os
-import shutil
 
 import numpy as np
 from PIL import Image
@@ -25,12 +24,10 @@ def split_paths(root: str, split: str) -> dict:
     }
 
 
-def write_atomic(path: str, data: bytes) -> None:
-    """Write to a temporary name in the same directory, then rename: readers never see a partial file."""
-    temporary = f"{path}.tmp-{os.getpid()}"
-    with open(temporary, "wb") as handle:
+def write_file(path: str, data: bytes) -> None:
+    """Plain write: files go into a directory that is published whole once complete."""
+    with open(path, "wb") as handle:
         handle.write(data)
-    os.replace(temporary, path)
 
 
 def png_bytes(array: np.ndarray) -> bytes:
@@ -46,17 +43,3 @@ def json_bytes(document) -> bytes:
 
 def jsonl_bytes(records: list[dict]) -> bytes:
     return b"".join(json_bytes(record) + b"\n" for record in records)
-
-
-def swap_into_place(built: str, root: str) -> None:
-    """Replace root by the freshly built directory, then delete the old tree.
-
-    POSIX cannot atomically exchange two non-empty directories, so root is briefly absent between the
-    two renames; no reader ever sees a mix of old and new files.
-    """
-    os.makedirs(os.path.dirname(os.path.abspath(root)), exist_ok=True)
-    previous = f"{root.rstrip(os.sep)}.old-{os.getpid()}"
-    if os.path.exists(root):
-        os.replace(root, previous)
-    os.replace(built, root)
-    shutil.rmtree(previous, ignore_errors=True)
