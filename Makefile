@@ -12,6 +12,9 @@ export KEDRO_DISABLE_TELEMETRY := 1
 export DO_NOT_TRACK := 1
 export DVC_NO_ANALYTICS := 1
 export GX_ANALYTICS_ENABLED := false
+# OpenMP threads sleep rather than spin at barriers: spinning threads made 2-thread torch up to ~30x
+# slower whenever another process held a core (torchrun peers, the data pipelines' workers).
+export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: install run test test-fast bench viz clean-data
 
