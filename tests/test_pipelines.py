@@ -161,3 +161,23 @@ def test_train_pipeline_under_torchrun_with_two_processes(kedro_project):
     assert (kedro_project / "data/06_models/sgt/model.safetensors").is_file()
     assert output.count("trained to step 2") == 1  # one summary: rank 0's
     assert not list((kedro_project / "data/06_models").glob(".*tmp*"))  # no rank left a partial write
+
+
+def test_base_model_is_built_once_and_rebuilt_when_its_config_changes(kedro_project):
+    params = {**TINY_WORLD, **TINY_TRAINING}
+    run_kedro(kedro_project, ["world", "ingestion", "rendering", "pretrain"], params)
+    reference = kedro_project / "data/06_models/base_model.json"
+    weights = kedro_project / "data/06_models/base/model.safetensors"
+    first, built_at = json.loads(reference.read_text()), weights.stat().st_mtime_ns
+
+    run_kedro(kedro_project, "pretrain", params)  # nothing changed: cached
+    assert json.loads(reference.read_text())["fingerprint"] == first["fingerprint"]
+    assert weights.stat().st_mtime_ns == built_at
+
+    changed = {**params, "pretrain": {**params["pretrain"], "vq": {"steps": 3, "batch_size": 4}}}
+    run_kedro(kedro_project, "pretrain", changed)  # a new build, in its own checkpoint directory
+    second = json.loads(reference.read_text())
+    assert second["fingerprint"] != first["fingerprint"] and second["metrics"]["vq/steps"] == 3
+    assert weights.stat().st_mtime_ns != built_at
+    runs = {p.name for p in (kedro_project / "data/06_models/base_runs").iterdir()}
+    assert runs == {first["fingerprint"][:16], second["fingerprint"][:16]}

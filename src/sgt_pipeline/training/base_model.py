@@ -56,9 +56,19 @@ def text_vocabulary(examples: SplitExamples) -> list[str]:
     return sorted(words)
 
 
-def fingerprint(examples: SplitExamples, model: ModelConfig, pretrain: PretrainConfig) -> str:
-    """What the base model depends on: the training images and targets, the vocabulary, the configs."""
+def code_digest() -> str:
+    """Hash of the model and training code: a fix there must not be answered from an old checkpoint."""
     digest = hashlib.blake2b(digest_size=16)
+    package = Path(__file__).resolve().parents[1]
+    for source in sorted([*package.glob("models/*.py"), *package.glob("training/*.py")]):
+        digest.update(source.name.encode() + source.read_bytes())
+    return digest.hexdigest()
+
+
+def fingerprint(examples: SplitExamples, model: ModelConfig, pretrain: PretrainConfig) -> str:
+    """What the base model depends on: training images and targets, vocabulary, configs and code."""
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(code_digest().encode())
     digest.update(np.ascontiguousarray(examples.images).tobytes())
     for kind in sorted(examples.targets):
         digest.update(kind.encode() + np.ascontiguousarray(examples.targets[kind]).tobytes())
@@ -94,7 +104,9 @@ def _pretrain(examples: SplitExamples, model: ModelConfig, pretrain: PretrainCon
     tiny = model.tiny
     adapter = JanusAdapter(build_tiny_janus(tiny, tokenizer),
                            build_processor(tokenizer, tiny.image_size, tiny.num_image_tokens))
-    work = Path(pretrain.output_dir).with_name(Path(pretrain.output_dir).name + "_runs")
+    # Checkpoints of this build, keyed by its fingerprint: `resume: auto` only continues this very build.
+    trainer = pretrain.base.trainer
+    work = Path(trainer.out_dir) / fp[:16]
 
     pool = np.concatenate([examples.images if k == "reconstruction" else examples.targets[k]
                            for k in pretrain.vq_kinds])
@@ -103,7 +115,9 @@ def _pretrain(examples: SplitExamples, model: ModelConfig, pretrain: PretrainCon
     quality = round_trip_quality(vqmodel, examples.targets["instance"][:256], instance_palette)
     log.info("VQ round trip of instance targets: %s", quality)
 
-    base_summary = train_umm(adapter, examples, pretrain.base)
+    base_run = pretrain.base.model_copy(update={"trainer": trainer.model_copy(
+        update={"out_dir": str(work / "umm")})})
+    base_summary = train_umm(adapter, examples, base_run)
     metrics = {"parameters": count_parameters(adapter.model)["total"],
                **{f"vq/{k}": v for k, v in quality.items()},
                "vq/steps": vq_summary.final_step, "vq/wall_time_s": vq_summary.wall_time_s,

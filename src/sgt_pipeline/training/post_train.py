@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict
 
 from sgt_pipeline.io import atomic_directory
 from sgt_pipeline.models.adapter import JanusAdapter
+from sgt_pipeline.training.base_model import code_digest
 from sgt_pipeline.training.examples import SplitExamples
 from sgt_pipeline.training.umm import MixtureTrainingConfig, train_umm
 
@@ -24,13 +25,14 @@ class PostTrainConfig(BaseModel):
 def post_train(examples: SplitExamples, base_model: dict, config: PostTrainConfig) -> dict:
     """Train from ``base_model["path"]``; returns ``{"path", "base", "metrics"}``.
 
-    Checkpoints go to ``<trainer.out_dir>/<run id>``, the id hashing the base and the run config, so
-    ``resume: auto`` only ever continues a run of the same configuration.
+    Checkpoints go to ``<trainer.out_dir>/<run id>``, the id hashing the base, the run config and the
+    training code, so ``resume: auto`` only ever continues a run of the same configuration.
     """
     started = time.perf_counter()
     adapter = JanusAdapter.from_pretrained(base_model["path"])
-    run_id = hashlib.blake2b((base_model["fingerprint"] + config.run.model_dump_json()).encode(),
-                             digest_size=8).hexdigest()
+    run_id = hashlib.blake2b(
+        (base_model["fingerprint"] + config.run.model_dump_json() + code_digest()).encode(),
+        digest_size=8).hexdigest()
     trainer = config.run.trainer
     run = config.run.model_copy(update={"trainer": trainer.model_copy(
         update={"out_dir": str(Path(trainer.out_dir) / run_id)})})
