@@ -1,0 +1,1 @@
+"""Evaluation of a unified model: understanding, generation, proxy quality and mechanistic analyses."""
