@@ -21,7 +21,8 @@ TINY_WORLD = {"world": {"splits": {"train": 6, "val": 3}}}
 # Two optimizer steps of each training phase: the wiring is under test here, not the learning.
 TINY_TRAINING = {"pretrain": {"vq": {"steps": 2, "batch_size": 4},
                               "base": {"global_batch": 4, "trainer": {"max_steps": 2}}},
-                 "train": {"run": {"global_batch": 4, "trainer": {"max_steps": 2}}}}
+                 "train": {"run": {"global_batch": 4, "trainer": {"max_steps": 2}}},
+                 "evaluation": {"proxy_images": 2, "geneval_per_task": 1, "analysis_images": 3, "grid_images": 2}}
 KINDS = ["reconstruction", "edge", "depth", "semantic", "instance", "panoptic"]
 
 
@@ -52,6 +53,15 @@ def test_sgt_pipeline_on_tiny_world(kedro_project):
         assert (model_dir / "model.safetensors").is_file() and (model_dir / "config.json").is_file()
     metrics = json.loads((data / "08_reporting/train_metrics.json").read_text())
     assert metrics["train/steps"] == 2 and np.isfinite(metrics["train/loss"])
+    evaluation = json.loads((data / "08_reporting/eval_metrics.json").read_text())
+    for key in ("und/count_acc", "und/pope_f1", "und/overall", "gen/geneval_overall", "proxy/instance_iou",
+                "probe/acc_layer_0", "attention/image_share_mean"):
+        assert np.isfinite(evaluation[key]) and 0 <= evaluation[key] <= 1, key
+    answers = pd.read_parquet(data / "07_model_output/eval_answers.parquet")
+    assert len(answers) > 3 and all(p in o.split("|") for p, o in zip(answers["prediction"], answers["options"]))
+    with Image.open(data / "08_reporting/eval_samples.png") as grid:
+        assert grid.size == (2 * 64 * 3, 4 * 64 * 3)
+    assert "# Evaluation report" in (data / "08_reporting/eval_report.md").read_text()
 
 
 def test_sgt_pipeline_on_real_coco_layout(kedro_project, tmp_path):

@@ -112,9 +112,10 @@ class PromptFormatter:
         return ids.masked_fill(drop, self.pad_id)
 
     def locate(self, ids: Sequence[int], text: str) -> list[int]:
-        """Positions of the tokens spelling the LAST occurrence of ``text`` in ``ids`` (whitespace-insensitive)."""
-        pieces = ["".join(self.tokenizer.decode([t]).split()) for t in ids]
-        target = "".join(text.split())
+        """Positions of the tokens spelling the LAST occurrence of ``text`` in ``ids`` (whitespace- and
+        case-insensitive: a lower-casing tokenizer decodes "Describe" as "describe")."""
+        pieces = ["".join(self.tokenizer.decode([t]).split()).lower() for t in ids]
+        target = "".join(text.split()).lower()
         joined = "".join(pieces)
         start = joined.rfind(target)
         if not target or start < 0:

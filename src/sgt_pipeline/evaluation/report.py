@@ -1,0 +1,87 @@
+"""What a person reads after a run: per-layer plots (PNG) and a Markdown report of one evaluation."""
+
+from __future__ import annotations
+
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never a display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from sgt_pipeline.evaluation.evaluate import Evaluation  # noqa: E402
+
+
+def _to_array(figure) -> np.ndarray:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
+    plt.close(figure)
+    buffer.seek(0)
+    return np.asarray(Image.open(buffer).convert("RGB"))
+
+
+def layer_plot(evaluation: Evaluation) -> np.ndarray:
+    """Probe accuracy (vs the majority baseline) and attention to the image, per language-model layer."""
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
+    probe = evaluation.probe
+    left.plot(probe["layer"], probe["probe_acc"], marker="o", label="probe accuracy (held out)")
+    left.plot(probe["layer"], probe["majority_acc"], ls="--", color="grey", label="majority baseline")
+    left.set(xlabel="layer (0 = input embeddings)", ylabel="accuracy", title="Category presence from image tokens")
+    left.legend(loc="lower right", fontsize=8)
+    attention = evaluation.attention
+    if len(attention):
+        right.plot(attention["layer"], attention["question_image_share"], marker="o", label="question → image")
+        right.plot(attention["layer"], attention["last_image_share"], marker="s", label="answer position → image")
+        right.set(ylim=(0, 1))
+        twin = right.twinx()
+        twin.plot(attention["layer"], attention["question_object_ratio"], color="C3", ls=":", marker="^",
+                  label="object / background ratio")
+        twin.axhline(1.0, color="C3", lw=0.5)
+        twin.set_ylabel("object concentration (1 = uniform)")
+        right.legend(loc="upper left", fontsize=8)
+        twin.legend(loc="upper right", fontsize=8)
+    right.set(xlabel="layer", ylabel="share of attention", title="Where the question looks")
+    return _to_array(figure)
+
+
+def grid_image(evaluation: Evaluation, scale: int = 3) -> np.ndarray | None:
+    """The sample grid, enlarged (nearest neighbour) so 64-pixel images are visible."""
+    if evaluation.grid is None:
+        return None
+    grid = Image.fromarray(evaluation.grid)
+    return np.asarray(grid.resize((grid.width * scale, grid.height * scale), Image.NEAREST))
+
+
+def _table(rows: list[tuple[str, str]]) -> str:
+    return "\n".join(["| metric | value |", "|---|---|", *(f"| `{k}` | {v} |" for k, v in rows)])
+
+
+def markdown_report(evaluation: Evaluation, model_path: str, proxy_kind: str) -> str:
+    m = evaluation.metrics
+    fmt = lambda key: f"{m[key]:.3f}" if key in m else "n/a"  # noqa: E731
+    types = sorted({k.split("/")[1].rsplit("_acc", 1)[0] for k in m if k.startswith("und/") and k.endswith("_acc")
+                    and "pope_" not in k})
+    und_rows = [(f"und/{t}_acc", f"{fmt(f'und/{t}_acc')} (majority {fmt(f'und/{t}_majority')})") for t in types]
+    pope = [(f"und/pope_{s}_f1", f"{fmt(f'und/pope_{s}_f1')} (yes-ratio {fmt(f'und/pope_{s}_yes_ratio')})")
+            for s in ("random", "popular", "adversarial")]
+    gen = [(k, fmt(k)) for k in sorted(m) if k.startswith("gen/")]
+    proxy = [(k, fmt(k)) for k in sorted(m) if k.startswith("proxy/")]
+    best = evaluation.probe.loc[evaluation.probe["probe_acc"].idxmax()]
+    lines = [
+        "# Evaluation report", "",
+        f"Model: `{model_path}` · proxy task: `{proxy_kind}`. Answers are chosen by option scoring (the option "
+        "with the highest log-likelihood), so chance is the majority answer shown beside each accuracy.", "",
+        "## Understanding", "", _table(und_rows + pope + [("und/overall", fmt("und/overall"))]), "",
+        "## Generation (GenEval-style, classical checker)", "", _table(gen) if gen else "Not run (no shapes world).",
+        "", "## Proxy quality", "", _table(proxy) if proxy else "No proxy task.", "",
+        "## Analyses", "",
+        f"Linear probe on image-token features: best layer {int(best['layer'])} at accuracy "
+        f"{best['probe_acc']:.3f} (majority {best['majority_acc']:.3f}), Fisher ratio {best['fisher_ratio']:.3f}. "
+        f"Mean share of question-token attention on the image: {fmt('attention/image_share_mean')}.", "",
+        "![per-layer analyses](eval_layers.png)", "",
+        "## Samples", "", "Rows: input image · rendered target · generated target · text-to-image from its caption.",
+        "", "![samples](eval_samples.png)", "",
+    ]
+    return "\n".join(lines)
