@@ -9,7 +9,7 @@ bare loop runs the same module over the same batches, built beforehand, with a p
 - FLOP/s of the step (torch's FLOP counter on one step of each task) against the same run's
   large-matmul rate in the same dtype (goal >= 50%).
 
-    python benchmarks/train_step.py [--steps 40] [--batch 16] [--precision bf16|fp32]
+    python benchmarks/train_step.py [--steps 40] [--batch 32] [--precision fp32|bf16]
 """
 
 from __future__ import annotations
@@ -23,13 +23,20 @@ import copy
 import tempfile
 import time
 from contextlib import nullcontext
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+import yaml
 from torch.utils.flop_counter import FlopCounterMode
 
-from sgt_pipeline.models import JanusAdapter, TinyJanusConfig, build_processor, build_tiny_janus
+from sgt_pipeline.models import (
+    JanusAdapter,
+    TinyJanusConfig,
+    build_processor,
+    build_tiny_janus,
+)
 from sgt_pipeline.models.tokenizer import build_word_tokenizer
 from sgt_pipeline.training.batches import SGTBatches
 from sgt_pipeline.training.config import TrainerConfig
@@ -90,13 +97,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--precision", choices=["bf16", "fp32"], default="bf16")
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--precision", choices=["bf16", "fp32"], default="fp32")
     args = parser.parse_args()
     torch.set_num_threads(2)
     total = args.warmup + args.steps
 
-    config = TinyJanusConfig()
+    # The embedded default's architecture, as the pipeline configures it.
+    parameters = yaml.safe_load((Path(__file__).parents[1] / "conf/base/parameters_pretrain.yml").read_text())
+    config = TinyJanusConfig(**parameters["model"]["tiny"])
     tokenizer = build_word_tokenizer(sorted(set(vocabulary(WorldConfig())) | set(instruction_words())))
     adapter = JanusAdapter(build_tiny_janus(config, tokenizer),
                            build_processor(tokenizer, config.image_size, config.num_image_tokens))

@@ -13,7 +13,7 @@ Detection in three steps, each relying only on facts the world guarantees (confi
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 from scipy import ndimage
@@ -58,7 +58,7 @@ def _inside_polygon(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
     return inside
 
 
-@lru_cache(maxsize=None)
+@cache
 def _unit_template(category: str) -> tuple[np.ndarray, float]:
     """(boolean raster of the unit outline, its area); circumradius 1, centred, unrotated."""
     outline = outline_offsets(category, 1.0, 0.0)

@@ -14,7 +14,10 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from sgt_pipeline.evaluation.attention import attention_allocation, pooled_image_features
+from sgt_pipeline.evaluation.attention import (
+    attention_allocation,
+    pooled_image_features,
+)
 from sgt_pipeline.evaluation.probe import layer_metrics, probe_layers
 from sgt_pipeline.evaluation.proxy_quality import proxy_metrics
 from sgt_pipeline.evaluation.questions import QuestionConfig, build_questions
@@ -35,7 +38,7 @@ class EvaluationConfig(BaseModel):
     proxy_images: int = Field(64, ge=0)  # generated proxy targets scored against the rendered ones
     cfg_scale: float = Field(3.0, ge=1.0)  # classifier-free guidance of every generation
     geneval_per_task: int = Field(8, ge=0)  # GenEval-style prompts per task (shapes world only)
-    analysis_images: int = Field(128, ge=0)  # images for the probe and attention analyses
+    analysis_images: int = Field(256, ge=0)  # images for the probe and attention analyses
     grid_images: int = Field(8, ge=0)  # columns of the sample grid
     seed: int = 0
 

@@ -43,6 +43,8 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import minimize
 
+MIN_SELECTION_IMAGES = 8
+FALLBACK_L2 = 1.0
 L2_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
 PROBE_COLUMNS = ("layer", "probe_acc", "probe_balanced_acc", "majority_acc", "fisher_ratio", "scatter_ratio")
 
@@ -155,7 +157,13 @@ def probe_layers(
         mean, std = x[train].mean(0), x[train].std(0)
         x = (x - mean) / np.where(std > 1e-8, std, 1.0)
         targets = y_train.astype(np.float64)
-        strength = l2 if np.isscalar(l2) else select_l2(x[train], targets, l2, seed, max_iter)
+        # Too few training images to hold some out for choosing the strength: a moderate fixed one.
+        if np.isscalar(l2):
+            strength = l2
+        elif len(train) < MIN_SELECTION_IMAGES:
+            strength = FALLBACK_L2
+        else:
+            strength = select_l2(x[train], targets, l2, seed, max_iter)
         w, b = fit_logistic(x[train], targets, strength, max_iter)
         logits = x[test] @ w + b
         predicted = logits > 0

@@ -5,13 +5,14 @@ from __future__ import annotations
 import io
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")  # files only; never a display
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from PIL import Image
 
-from sgt_pipeline.evaluation.evaluate import Evaluation  # noqa: E402
+from sgt_pipeline.evaluation.evaluate import Evaluation
 
 
 def _to_array(figure) -> np.ndarray:
@@ -43,6 +44,8 @@ def layer_plot(evaluation: Evaluation) -> np.ndarray:
         right.legend(loc="upper left", fontsize=8)
         twin.legend(loc="upper right", fontsize=8)
     right.set(xlabel="layer", ylabel="share of attention", title="Where the question looks")
+    for axis in (left, right):
+        axis.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     return _to_array(figure)
 
 
@@ -60,7 +63,7 @@ def _table(rows: list[tuple[str, str]]) -> str:
 
 def markdown_report(evaluation: Evaluation, model_path: str, proxy_kind: str) -> str:
     m = evaluation.metrics
-    fmt = lambda key: f"{m[key]:.3f}" if key in m else "n/a"  # noqa: E731
+    fmt = lambda key: f"{m[key]:.3f}" if key in m else "n/a"
     types = sorted({k.split("/")[1].rsplit("_acc", 1)[0] for k in m if k.startswith("und/") and k.endswith("_acc")
                     and "pope_" not in k})
     und_rows = [(f"und/{t}_acc", f"{fmt(f'und/{t}_acc')} (majority {fmt(f'und/{t}_majority')})") for t in types]

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import numpy as np
 import pandas as pd
 from pycocotools.coco import COCO
 
-from sgt_pipeline.evaluation.evaluate import Evaluation, EvaluationConfig, evaluate_model
+from sgt_pipeline.evaluation.evaluate import (
+    Evaluation,
+    EvaluationConfig,
+    evaluate_model,
+)
 from sgt_pipeline.evaluation.report import grid_image, layer_plot, markdown_report
 from sgt_pipeline.models.adapter import JanusAdapter
 from sgt_pipeline.rendering import Palette
