@@ -89,3 +89,54 @@ def test_suite_is_deterministic_and_speaks_the_worlds_language():
     words = set(vocabulary(SIX_SHAPES))
     unknown = {w for s in first for w in s.prompt.replace(",", " ").split()} - words
     assert not unknown, unknown
+
+
+# ----- pluggable detectors -----
+
+def test_scoring_is_the_same_through_the_detector_interface():
+    from sgt_pipeline.evaluation.detection import ShapesDetector
+
+    specs, images = _renders(FOUR_SHAPES, per_task=3, seed=8)
+    images = images[2:] + images[:2]  # a mix of accepted and rejected prompts
+    assert check_images(specs, images, FOUR_SHAPES) == check_images(specs, images,
+                                                                    detector=ShapesDetector(FOUR_SHAPES))
+
+
+def test_segmentation_detector_loads_a_local_mask2former(tmp_path):
+    """The real-data detector path: a (tiny, random) Mask2Former saved in HF format, loaded from disk."""
+    from transformers import (
+        Mask2FormerConfig,
+        Mask2FormerForUniversalSegmentation,
+        Mask2FormerImageProcessor,
+        SwinConfig,
+    )
+
+    from sgt_pipeline.evaluation.detection import (
+        PromptVocabulary,
+        SegmentationDetector,
+        nearest_color,
+    )
+
+    names = {0: "person", 1: "car", 2: "dog"}
+    backbone = SwinConfig(embed_dim=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 1, 1], image_size=64,
+                          out_features=["stage1", "stage2", "stage3", "stage4"])
+    config = Mask2FormerConfig(backbone_config=backbone, num_queries=8, hidden_dim=32, feature_size=32,
+                               mask_feature_size=32, encoder_layers=1, decoder_layers=2, num_attention_heads=2,
+                               dim_feedforward=64, encoder_feedforward_dim=64, num_labels=3, id2label=names,
+                               label2id={v: k for k, v in names.items()})
+    Mask2FormerForUniversalSegmentation(config).save_pretrained(tmp_path / "m2f")
+    Mask2FormerImageProcessor(size={"height": 64, "width": 64}).save_pretrained(tmp_path / "m2f")
+
+    detector = SegmentationDetector.from_pretrained(tmp_path / "m2f", threshold=0.0)
+    image = np.random.default_rng(0).integers(0, 255, (48, 40, 3), dtype=np.uint8)
+    detections = detector.detect(image)
+    assert detections and all(d.category in names.values() and d.area > 0 for d in detections)
+    assert all(0 <= d.centroid[0] <= 40 and 0 <= d.centroid[1] <= 48 for d in detections)
+    assert [d.area for d in detections] == sorted((d.area for d in detections), reverse=True)
+
+    specs = prompt_suite(PromptVocabulary(list(names.values()), image_size=48), per_task=2, seed=0,
+                         with_background=False)
+    assert len(check_images(specs, [image] * len(specs), detector=detector)) == len(specs)
+    assert nearest_color(np.array([[250, 20, 25]] * 5), {"red": (220, 30, 30), "blue": (40, 80, 220)}) == "red"
+    with pytest.raises(FileNotFoundError, match="no downloads"):
+        SegmentationDetector.from_pretrained(tmp_path / "missing")

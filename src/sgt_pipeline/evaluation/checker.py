@@ -122,7 +122,7 @@ def detect_objects(image: np.ndarray, config: WorldConfig | None = None) -> list
     labels = color_labels(np.asarray(image), config.colors)
     detections = []
     for color_index, color in enumerate(config.colors):
-        components, n = ndimage.label(labels == color_index, structure=_EIGHT_CONNECTED)
+        components, _ = ndimage.label(labels == color_index, structure=_EIGHT_CONNECTED)
         for index, box in enumerate(ndimage.find_objects(components), start=1):
             # Work on the component alone, filled: stray off-colour pixels inside must not break its shape.
             mask = np.zeros(components.shape, dtype=bool)
@@ -159,11 +159,13 @@ def score(spec: PromptSpec, detections: list[Detection]) -> bool:
     )
 
 
-def check_images(specs: list[PromptSpec], images: list[np.ndarray], config: WorldConfig | None = None) -> list[bool]:
-    """Per-image verdicts, in order."""
+def check_images(specs: list[PromptSpec], images: list[np.ndarray], config: WorldConfig | None = None,
+                 detector=None) -> list[bool]:
+    """Per-image verdicts, in order; ``detector`` (``detection.Detector``) replaces the classical one."""
     if len(specs) != len(images):
         raise ValueError(f"{len(specs)} prompts but {len(images)} images")
-    return [score(spec, detect_objects(image, config)) for spec, image in zip(specs, images)]
+    detect = detector.detect if detector is not None else (lambda image: detect_objects(image, config))
+    return [score(spec, detect(image)) for spec, image in zip(specs, images, strict=True)]
 
 
 def geneval_scores(specs: list[PromptSpec], images: list[np.ndarray], config: WorldConfig | None = None) -> dict[str, float]:

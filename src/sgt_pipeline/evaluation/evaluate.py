@@ -18,6 +18,9 @@ from sgt_pipeline.evaluation.attention import (
     attention_allocation,
     pooled_image_features,
 )
+from sgt_pipeline.evaluation.checker import check_images
+from sgt_pipeline.evaluation.detection import PromptVocabulary, ShapesDetector
+from sgt_pipeline.evaluation.geneval import prompt_suite
 from sgt_pipeline.evaluation.probe import layer_metrics, probe_layers
 from sgt_pipeline.evaluation.proxy_quality import proxy_metrics
 from sgt_pipeline.evaluation.questions import QuestionConfig, build_questions
@@ -37,7 +40,11 @@ class EvaluationConfig(BaseModel):
     batch_size: int = Field(64, gt=0)  # questions (or prompts) per forward pass
     proxy_images: int = Field(64, ge=0)  # generated proxy targets scored against the rendered ones
     cfg_scale: float = Field(3.0, ge=1.0)  # classifier-free guidance of every generation
-    geneval_per_task: int = Field(8, ge=0)  # GenEval-style prompts per task (shapes world only)
+    geneval_per_task: int = Field(8, ge=0)  # GenEval-style prompts per task
+    # Real data: a local transformers universal-segmentation checkpoint (e.g. Mask2Former trained on COCO)
+    # as the GenEval detector; None: GenEval only on the shapes world, with its classical checker.
+    detector_path: str | None = None
+    detector_threshold: float = Field(0.5, ge=0, le=1)
     analysis_images: int = Field(256, ge=0)  # images for the probe and attention analyses
     grid_images: int = Field(8, ge=0)  # columns of the sample grid
     seed: int = 0
@@ -76,9 +83,10 @@ def _batched(function, count: int, batch_size: int, *arrays):
 
 def evaluate_model(adapter, coco, images: np.ndarray, image_ids: list[int], targets: dict[str, np.ndarray],
                    palettes: dict[str, Palette], proxy_kind: str, config: EvaluationConfig,
-                   world=None) -> Evaluation:
+                   world=None, detector=None) -> Evaluation:
     """Every metric of one model. ``proxy_kind`` 'none' skips proxy quality; ``world`` (a WorldConfig)
-    enables the GenEval-style suite with its classical checker."""
+    enables the GenEval-style suite with its classical checker; on real data, ``detector``
+    (``detection.SegmentationDetector``) enables it over the split's categories."""
     rows = {image_id: k for k, image_id in enumerate(image_ids)}
     questions = build_questions(coco, config.questions)
     answers, metrics = evaluate_understanding(adapter, questions, images, rows, config.batch_size)
@@ -107,8 +115,13 @@ def evaluate_model(adapter, coco, images: np.ndarray, image_ids: list[int], targ
         metrics.update(proxy_metrics(proxy_kind, generated, targets[proxy_kind][:k], palette))
 
     geneval = pd.DataFrame()
-    if world is not None and config.geneval_per_task:
-        geneval = _geneval(adapter, world, config)
+    if config.geneval_per_task and (world is not None or detector is not None):
+        if world is not None:
+            vocabulary, detector = world, detector or ShapesDetector(world)
+        else:
+            vocabulary = PromptVocabulary([c["name"] for c in coco.loadCats(sorted(coco.cats))],
+                                          image_size=images.shape[1])
+        geneval = _geneval(adapter, vocabulary, detector, config, with_background=world is not None)
         metrics.update({f"gen/geneval_{task}": float(score) for task, score in
                         geneval.groupby("task")["correct"].mean().items()})
         metrics["gen/geneval_overall"] = float(geneval.groupby("task")["correct"].mean().mean())
@@ -117,16 +130,14 @@ def evaluate_model(adapter, coco, images: np.ndarray, image_ids: list[int], targ
     return Evaluation(metrics, answers, probe, attention, geneval, grid)
 
 
-def _geneval(adapter, world, config: EvaluationConfig) -> pd.DataFrame:
-    from sgt_pipeline.evaluation.checker import check_images
-    from sgt_pipeline.evaluation.geneval import prompt_suite
-
-    specs = prompt_suite(world, per_task=config.geneval_per_task, seed=config.seed)
+def _geneval(adapter, vocabulary, detector, config: EvaluationConfig, with_background: bool) -> pd.DataFrame:
+    specs = prompt_suite(vocabulary, per_task=config.geneval_per_task, seed=config.seed,
+                         with_background=with_background)
     prompts = [spec.prompt for spec in specs]
     images = np.concatenate(_batched(
         lambda p: adapter.generate_image(list(p), cfg_scale=config.cfg_scale, temperature=1.0, top_k=None,
                                          seed=config.seed), len(prompts), 32, np.array(prompts, dtype=object)))
-    correct = check_images(specs, list(images), world)
+    correct = check_images(specs, list(images), detector=detector)
     return pd.DataFrame({"task": [s.task for s in specs], "prompt": prompts, "correct": correct})
 
 

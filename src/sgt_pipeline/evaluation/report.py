@@ -74,15 +74,15 @@ def markdown_report(evaluation: Evaluation, model_path: str, proxy_kind: str) ->
     best = evaluation.probe.loc[evaluation.probe["probe_acc"].idxmax()]
     lines = [
         "# Evaluation report", "",
-        f"Model: `{model_path}` · proxy task: `{proxy_kind}`. Answers are chosen by option scoring (the option "
-        "with the highest log-likelihood), so chance is the majority answer shown beside each accuracy.", "",
+        (f"Model: `{model_path}` · proxy task: `{proxy_kind}`. Answers are chosen by option scoring (the option "
+        "with the highest log-likelihood), so chance is the majority answer shown beside each accuracy."), "",
         "## Understanding", "", _table(und_rows + pope + [("und/overall", fmt("und/overall"))]), "",
-        "## Generation (GenEval-style, classical checker)", "", _table(gen) if gen else "Not run (no shapes world).",
+        "## Generation (GenEval-style)", "", _table(gen) if gen else "Not run (no shapes world, no detector_path).",
         "", "## Proxy quality", "", _table(proxy) if proxy else "No proxy task.", "",
         "## Analyses", "",
-        f"Linear probe on image-token features: best layer {int(best['layer'])} at accuracy "
+        (f"Linear probe on image-token features: best layer {int(best['layer'])} at accuracy "
         f"{best['probe_acc']:.3f} (majority {best['majority_acc']:.3f}), Fisher ratio {best['fisher_ratio']:.3f}. "
-        f"Mean share of question-token attention on the image: {fmt('attention/image_share_mean')}.", "",
+        f"Mean share of question-token attention on the image: {fmt('attention/image_share_mean')}."), "",
         "![per-layer analyses](eval_layers.png)", "",
         "## Samples", "", "Rows: input image · rendered target · generated target · text-to-image from its caption.",
         "", "![samples](eval_samples.png)", "",

@@ -7,6 +7,7 @@ from collections.abc import Callable
 import pandas as pd
 from pycocotools.coco import COCO
 
+from sgt_pipeline.evaluation.detection import SegmentationDetector
 from sgt_pipeline.evaluation.evaluate import (
     Evaluation,
     EvaluationConfig,
@@ -30,9 +31,11 @@ def evaluate_sgt_model(sgt_model: dict, raw_dataset: dict, images: pd.DataFrame,
     coco = COCO(raw_dataset["splits"][config.split]["instances_json"])
     world = WorldConfig.model_validate(raw_dataset["config"]) if raw_dataset.get("kind") == "shapes" else None
     adapter = JanusAdapter.from_pretrained(sgt_model["path"])
+    detector = (SegmentationDetector.from_pretrained(config.detector_path, config.detector_threshold)
+                if config.detector_path else None)
     evaluation = evaluate_model(
         adapter, coco, split.images, [int(i) for i in split.image_ids], split.targets,
-        {k: Palette.from_dict(v) for k, v in palettes.items()}, proxy_kind, config, world)
+        {k: Palette.from_dict(v) for k, v in palettes.items()}, proxy_kind, config, world, detector)
     answers = evaluation.answers.assign(options=evaluation.answers["options"].map("|".join),
                                         scores=evaluation.answers["scores"].map(lambda s: list(map(float, s))))
     return (evaluation.metrics, answers, evaluation.probe, evaluation.attention, evaluation.geneval,
