@@ -355,3 +355,24 @@ def test_inference_shapes_and_determinism(adapter, world):
     for row, question in enumerate(questions):
         ids = features.input_ids[row, features.question_positions[row]]
         assert adapter.tokenizer.decode(ids) == question
+
+
+def test_cached_prompt_encoding_equals_the_processor_on_the_batch(adapter, world):
+    """Ids are cached per distinct text; they must equal what the processor gives for the whole batch."""
+    prompts = adapter.prompts
+    questions = world["questions"] + world["questions"][:2]
+    images = np.concatenate([world["images"], world["images"][:2]])
+    cases = [(False, [prompts.question_prompt(q) for q in questions], images),
+             (True, [prompts.image_prompt(c) for c in world["captions"]], None),
+             (True, [prompts.image_prompt(INSTRUCTION, with_image=True)] * len(images), images)]
+    for image_mode, texts, batch_images in cases:
+        for _ in range(2):  # the second pass is served from the cache
+            ids, pixel_values = prompts.encode(texts, batch_images, image_mode=image_mode)
+            reference = prompts.processor(
+                text=texts, images=None if batch_images is None else list(batch_images), padding=True,
+                return_tensors="pt", **({"generation_mode": "image"} if image_mode else {}))
+            assert ids == [row[mask.bool()].tolist() for row, mask in
+                           zip(reference["input_ids"], reference["attention_mask"], strict=True)]
+            assert (pixel_values is None) == (batch_images is None)
+            if pixel_values is not None:
+                assert torch.equal(pixel_values, reference["pixel_values"])

@@ -46,6 +46,9 @@ class PromptFormatter:
 
     def __init__(self, processor):
         self.processor = processor
+        # Token ids per distinct prompt / answer text (see ``encode``).
+        self._ids_cache: dict[tuple[str, bool, bool], list[int]] = {}
+        self._answer_cache: dict[tuple[str, str], list[int]] = {}
         tok = processor.tokenizer
         self.tokenizer = tok
         self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
@@ -82,22 +85,36 @@ class PromptFormatter:
 
     # ----- token ids -----
     def encode(self, texts: list[str], images=None, image_mode: bool = False):
-        """Per-row unpadded token ids (list of lists) and pixel_values (or None) through the processor."""
-        kwargs = {"generation_mode": "image"} if image_mode else {}
-        out = self.processor(
-            text=list(texts),
-            images=as_image_list(images) if images is not None else None,
-            padding=True,
-            return_tensors="pt",
-            **kwargs,
-        )
-        ids = [row[mask.bool()].tolist() for row, mask in zip(out["input_ids"], out["attention_mask"])]
-        return ids, out.get("pixel_values")
+        """Per-row unpadded token ids (list of lists) and pixel_values (or None) through the processor.
+
+        A row's ids depend only on its text (and whether it carries an image), so they are cached per
+        distinct text: training draws the same questions and instructions over and over, and running the
+        chat template and tokenizer per row was most of the batch-building time.
+        """
+        with_image = images is not None
+        ids = [self._ids(text, with_image, image_mode) for text in texts]
+        if not with_image:
+            return ids, None
+        return ids, self.processor.image_processor(as_image_list(images), return_tensors="pt")["pixel_values"]
+
+    def _ids(self, text: str, with_image: bool, image_mode: bool) -> list[int]:
+        key = (text, with_image, image_mode)
+        if key not in self._ids_cache:
+            kwargs = {"generation_mode": "image"} if image_mode else {}
+            # The processor expands the image placeholder only when it is given an image; its pixels do not
+            # change the ids, so a tiny blank one stands in.
+            blank = [np.zeros((8, 8, 3), dtype=np.uint8)] if with_image else None
+            out = self.processor(text=[text], images=blank, return_tensors="pt", **kwargs)
+            self._ids_cache[key] = out["input_ids"][0][out["attention_mask"][0].bool()].tolist()
+        return list(self._ids_cache[key])
 
     def answer_ids(self, question: str, answer: str) -> list[int]:
         """Token ids of the answer continuation, ending with eos."""
-        ids = self.tokenizer(self.answer_text(question, answer), add_special_tokens=False)["input_ids"]
-        return ids if ids and ids[-1] == self.eos_id else ids + [self.eos_id]
+        key = (question, answer)
+        if key not in self._answer_cache:
+            ids = self.tokenizer(self.answer_text(question, answer), add_special_tokens=False)["input_ids"]
+            self._answer_cache[key] = ids if ids and ids[-1] == self.eos_id else ids + [self.eos_id]
+        return list(self._answer_cache[key])
 
     def unconditional(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         """Replace the prompt of the selected rows by padding, as Janus does for classifier-free guidance.
