@@ -8,7 +8,12 @@ import numpy as np
 import pytest
 
 from sgt_pipeline.evaluation.checker import check_images, detect_objects, geneval_scores
-from sgt_pipeline.evaluation.geneval import TASKS, prompt_suite, render_prompt
+from sgt_pipeline.evaluation.geneval import (
+    ALL_RELATIONS,
+    TASKS,
+    prompt_suite,
+    render_prompt,
+)
 from sgt_pipeline.world import WorldConfig
 from sgt_pipeline.world.language import vocabulary
 
@@ -88,6 +93,70 @@ def test_suite_is_deterministic_and_speaks_the_worlds_language():
     assert [s.task for s in first] == [t for t in TASKS for _ in range(6)]
     words = set(vocabulary(SIX_SHAPES))
     unknown = {w for s in first for w in s.prompt.replace(",", " ").split()} - words
+    assert not unknown, unknown
+
+
+def test_renders_satisfy_their_spec_pixel_for_pixel():
+    """Checked without the checker: objects are painted in exact palette colours and never touch."""
+    from scipy import ndimage
+
+    from sgt_pipeline.evaluation.geneval import relation_holds
+
+    config = SIX_SHAPES
+    specs, images = _renders(config, per_task=8, seed=6)
+    for spec, image in zip(specs, images, strict=True):
+        painted = {}  # colour -> list of (area, centroid) of its connected pieces
+        for name, rgb in config.colors.items():
+            pieces, n = ndimage.label((image == rgb).all(axis=-1), structure=np.ones((3, 3)))
+            for index in range(1, n + 1):
+                ys, xs = np.nonzero(pieces == index)
+                painted.setdefault(name, []).append((len(xs), (xs.mean() + 0.5, ys.mean() + 0.5)))
+        assert all(len(p) == 1 for p in painted.values()), spec.prompt  # one object per colour, in one piece
+        assert len(painted) == sum(obj.count for obj in spec.objects), spec.prompt
+        for obj in spec.objects:
+            if obj.color is not None:
+                assert obj.color in painted, spec.prompt
+        if spec.relation is not None:
+            subject, reference = (painted[spec.objects[i].color][0][1]
+                                  for i in (spec.relation.subject, spec.relation.reference))
+            assert relation_holds(spec.relation.relation, subject, reference, spec.relation_gap), spec.prompt
+
+
+def test_blurred_renders_still_pass_and_plain_blobs_are_no_shapes():
+    from scipy import ndimage
+
+    config = SIX_SHAPES
+    specs, images = _renders(config, per_task=4, seed=12)
+    blurred = [np.clip(ndimage.gaussian_filter(i.astype(float), (0.7, 0.7, 0)), 0, 255).astype(np.uint8)
+               for i in images]
+    assert np.mean(check_images(specs, blurred, config)) >= 0.9
+    # A white ellipse (what a blurry generator paints) resembles a diamond, but is not one.
+    ys, xs = np.mgrid[0:64, 0:64] + 0.5
+    image = np.full((64, 64, 3), 90, dtype=np.uint8)
+    image[((xs - 30) / 5) ** 2 + ((ys - 34) / 9) ** 2 <= 1] = config.colors["white"]
+    assert detect_objects(image, config) == []
+
+
+def test_unoccluded_objects_of_world_scenes_are_named_right():
+    """The world's own scenes (as in the dataset): every fully visible object found with its colour and shape."""
+    from sgt_pipeline.world.generate import image_rng
+    from sgt_pipeline.world.scene import sample_scene
+
+    config, checked = FOUR_SHAPES, 0
+    for index in range(40):
+        scene = sample_scene(config, image_rng(config.seed, "val", index, 0))
+        found = {(d.color, d.category) for d in detect_objects(scene.image, config)}
+        for obj in scene.objects:
+            if not obj.occluded:
+                assert (obj.color, obj.category) in found, (index, obj.color, obj.category)
+                checked += 1
+    assert checked >= 40
+
+
+def test_all_four_relations_use_the_worlds_words():
+    specs = prompt_suite(SIX_SHAPES, per_task=20, seed=0, relations=ALL_RELATIONS)
+    assert {s.relation.relation for s in specs if s.task == "position"} == set(ALL_RELATIONS)
+    unknown = {w for s in specs for w in s.prompt.split()} - set(vocabulary(SIX_SHAPES))
     assert not unknown, unknown
 
 
