@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+from scipy import ndimage
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -53,6 +54,10 @@ POPE_SETTINGS = ("random", "popular", "adversarial")
 COLUMNS = ["question_id", "image_id", "type", "sampling", "question", "options", "answer", "category_ids", "ann_ids"]
 _RELATION_WORDS = {0: ("left of", "right of"), 1: ("above", "below")}  # axis 0 = x, 1 = y (down)
 _DEPTH_WORDS = ("in front of", "behind")
+
+
+# 8-neighbourhood: "touching" includes masks that only share a border or a corner.
+TOUCHING = np.ones((3, 3), dtype=bool)
 
 
 class QuestionConfig(BaseModel):
@@ -240,7 +245,7 @@ def _depth_units(image_id, objects, config, rng) -> list[dict]:
     found = [_unit(image_id, "depth_order", a, b, a.depth < b.depth, _DEPTH_WORDS)
              for a, b in combinations(named, 2)
              if abs(a.depth - b.depth) > config.min_depth_gap
-             and (config.depth_pairs == "all" or (_dilate(a.mask) & b.mask).any())]
+             and (config.depth_pairs == "all" or (ndimage.binary_dilation(a.mask, TOUCHING) & b.mask).any())]
     return _choose(found, config.depth_per_image, rng)
 
 
@@ -263,12 +268,6 @@ def _phrase(unit: dict, yes: bool) -> dict:
     x, word, y, _ = [p for p in phrasings if p[3] == yes][int(unit["flip"])]
     return _row(unit["image_id"], unit["type"], f"is {x.ref} {word} {y.ref}?", [YES, NO], YES if yes else NO,
                 [x.category_id, y.category_id], [x.ann_id, y.ann_id])
-
-
-def _dilate(mask: np.ndarray) -> np.ndarray:
-    """8-neighbourhood dilation by one pixel: "touching" includes masks that only share a border."""
-    padded, (h, w) = np.pad(mask, 1), mask.shape
-    return np.logical_or.reduce([padded[dy:dy + h, dx:dx + w] for dy in range(3) for dx in range(3)])
 
 
 def _row(image_id, question_type, question, options, answer, category_ids, ann_ids) -> dict:
