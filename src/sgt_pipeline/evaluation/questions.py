@@ -35,9 +35,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from scipy import ndimage
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
+from scipy import ndimage
 
 from sgt_pipeline.rendering.images import read_depth
 from sgt_pipeline.world.language import (
