@@ -46,10 +46,10 @@ def test_proxy_batches_supervise_the_rendered_target_not_the_input_image(adapter
     """SGT's own repository shipped a bug where every proxy supervised the input RGB."""
     examples = _examples()
     batches = SGTBatches(adapter, examples, weights={"proxy": 1.0}, proxy_kind="instance",
-                         global_batch=4, grad_accum_steps=1, max_steps=4, cfg_dropout=0.0)
-    batch = batches(0, 0)
-    assert batch["task"] == "proxy" and "pixel_values" in batch
-    rows = batches.mixture.draw(0).indices
+                         global_batch=4, grad_accum_steps=1, cfg_dropout=0.0)
+    batch = batches(0, 0)["proxy"]
+    assert "pixel_values" in batch
+    rows = batches.mixture.draw(0)["proxy"]
     target_tokens = adapter.image_tokens(examples.targets["instance"][rows])
     image_tokens = adapter.image_tokens(examples.images[rows])
     assert torch.equal(batch["labels"], target_tokens)
@@ -70,14 +70,12 @@ def test_tiny_sgt_run_lowers_every_task_loss(adapter, tmp_path):
     model = adapter.model
     initial = {k: v.clone() for k, v in model.state_dict().items()}
     batches = SGTBatches(adapter, examples, weights=dict(config.mixture), proxy_kind="instance",
-                         global_batch=4, grad_accum_steps=1, max_steps=150, cfg_dropout=0.0)
-    probe = {task: next(batches(s, 0) for s in range(150) if batches.mixture.task_at(s) == task)
-             for task in ("understanding", "generation", "proxy")}
+                         global_batch=4, grad_accum_steps=1, cfg_dropout=0.0)
+    probe = batches(0, 0)
 
     def losses() -> dict[str, float]:
         with torch.no_grad():
-            return {t: float(getattr(adapter, f"{t}_loss")({k: v for k, v in b.items() if k != "task"}))
-                    for t, b in probe.items()}
+            return {t: float(getattr(adapter, f"{t}_loss")(b)) for t, b in probe.items()}
 
     before = losses()
     summary = train_umm(adapter, examples, config)
@@ -89,3 +87,35 @@ def test_tiny_sgt_run_lowers_every_task_loss(adapter, tmp_path):
     for name, value in model.model.vqmodel.state_dict().items():
         assert torch.equal(value, initial[f"model.vqmodel.{name}"]), name
     model.load_state_dict(initial)
+
+
+def test_loss_weights_weigh_the_tasks_inside_every_step(adapter, tmp_path):
+    """Every micro-batch mixes the tasks, so λ sets their relative pull. (With one task per step, as an
+    earlier version had it, gradient clipping and Adam cancelled λ entirely: sweeping it changed nothing.)"""
+    from sgt_pipeline.training.objective import LossWeights, SGTLoss
+
+    examples = _examples()
+    batches = SGTBatches(adapter, examples, weights={"proxy": 2.0, "understanding": 1.0, "generation": 1.0},
+                         proxy_kind="instance", global_batch=4, grad_accum_steps=1, cfg_dropout=0.0)
+    batch = batches(0, 0)
+    assert set(batch) == {"understanding", "generation", "proxy"}
+    weights = LossWeights(understanding=1.5, generation=1.0, proxy=3.0)
+    with torch.no_grad():
+        total, metrics = SGTLoss(adapter, weights)(batch)
+        expected = sum(getattr(weights, t) * float(getattr(adapter, f"{t}_loss")(b)) for t, b in batch.items())
+    assert float(total) == pytest.approx(expected, rel=1e-5)
+    assert set(metrics) == {"loss/understanding", "loss/generation", "loss/proxy"}
+
+    initial = {k: v.clone() for k, v in adapter.model.state_dict().items()}
+    trained = []
+    for proxy_weight in (1.0, 4.0):
+        config = MixtureTrainingConfig.model_validate({
+            "proxy_kind": "instance", "mixture": {"proxy": 2.0, "understanding": 1.0, "generation": 1.0},
+            "loss_weights": {"proxy": proxy_weight}, "global_batch": 4, "cfg_dropout": 0.0,
+            "trainer": {"max_steps": 3, "lr": 1e-3, "checkpoint_every": 1000, "precision": "fp32",
+                        "out_dir": str(tmp_path / f"w{proxy_weight}")}})
+        train_umm(adapter, examples, config)
+        trained.append({k: v.clone() for k, v in adapter.model.state_dict().items()})
+        adapter.model.load_state_dict(initial)
+    head = "model.generation_head.proj_out.weight"
+    assert head in trained[0] and not torch.equal(trained[0][head], trained[1][head])

@@ -15,7 +15,7 @@ from PIL import Image
 from sgt_pipeline.evaluation.evaluate import Evaluation
 
 
-def _to_array(figure) -> np.ndarray:
+def figure_to_array(figure) -> np.ndarray:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
     plt.close(figure)
@@ -46,7 +46,7 @@ def layer_plot(evaluation: Evaluation) -> np.ndarray:
     right.set(xlabel="layer", ylabel="share of attention", title="Where the question looks")
     for axis in (left, right):
         axis.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-    return _to_array(figure)
+    return figure_to_array(figure)
 
 
 def grid_image(evaluation: Evaluation, scale: int = 3) -> np.ndarray | None:

@@ -7,6 +7,7 @@ from sgt_pipeline.io.datasets import (
     ParquetTableDataset,
     PNGImageDataset,
     TextDataset,
+    YAMLDataset,
 )
 
 __all__ = [
@@ -15,6 +16,7 @@ __all__ = [
     "PNGImageDataset",
     "ParquetTableDataset",
     "TextDataset",
+    "YAMLDataset",
     "atomic_directory",
     "atomic_write",
 ]

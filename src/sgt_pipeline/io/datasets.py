@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import yaml
 from kedro.io import AbstractDataset
 from PIL import Image
 
@@ -67,6 +68,18 @@ class JSONDataset(_LocalFileDataset):
 
     def save(self, data: Any) -> None:
         text = json.dumps(data, indent=2, sort_keys=True, **self._save_args) + "\n"
+        atomic_write(self._filepath, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+class YAMLDataset(_LocalFileDataset):
+    """A mapping as YAML, in insertion order (parameter files a person reads and Kedro loads)."""
+
+    def load(self) -> Any:
+        return yaml.safe_load(self._filepath.read_text(encoding="utf-8"))
+
+    def save(self, data: Any) -> None:
+        header = self._save_args.get("header", "")
+        text = header + yaml.safe_dump(data, sort_keys=False)
         atomic_write(self._filepath, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 

@@ -1,87 +1,80 @@
-"""The task mixture: which task each micro-batch trains, and which examples it holds.
+"""The task mixture: how many examples of each task every micro-batch holds, and which ones.
 
-Everything is a pure function of (seed, step, micro-step), so a resumed run sees exactly the batches the
-uninterrupted run would have seen, and every rank agrees on the task of a micro-batch while taking its own
-shard of the global batch. Examples of a task are drawn epoch by epoch without replacement.
+Every micro-batch mixes the tasks in proportion to their weights (SGT's proxy:SFT = 2:1 with a global batch of
+32 gives 22 proxy, 5 understanding and 5 text-to-image examples), as SGT packs its batches. The loss weights
+λ then set the tasks' relative pull inside every optimizer step; with one task per step they would cancel
+under gradient clipping and Adam's per-parameter scaling, and sweeping them would change nothing.
+
+Everything is a pure function of (seed, micro-step, rank), so a resumed run sees exactly the batches the
+uninterrupted run would have seen. Examples of a task are drawn epoch by epoch without replacement.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 
 TASKS = ("understanding", "generation", "proxy")
 
 
-@dataclass(frozen=True)
-class Draw:
-    """One micro-batch: its task and the example indices of this rank's shard."""
-
-    task: str
-    indices: np.ndarray
-
-
 class TaskMixture:
-    """Deterministic task schedule and per-task epoch sampling.
+    """``weights``: relative share of each task's examples in a micro-batch; ``sizes``: examples per task;
+    ``global_batch``: examples per micro-batch summed over tasks and ranks."""
 
-    ``weights``: relative frequency of each task (e.g. proxy 2, understanding 0.5, generation 0.5 gives
-    SGT's proxy:SFT = 2:1); ``sizes``: number of examples per task; ``global_batch``: examples per
-    micro-batch summed over ranks.
-    """
-
-    def __init__(self, weights: dict[str, float], sizes: dict[str, int], global_batch: int,
-                 total_micro_steps: int, seed: int = 0):
+    def __init__(self, weights: dict[str, float], sizes: dict[str, int], global_batch: int, seed: int = 0):
         self.tasks = [t for t in TASKS if weights.get(t, 0) > 0]
         if not self.tasks:
             raise ValueError("the mixture gives every task weight 0")
         empty = [t for t in self.tasks if sizes.get(t, 0) == 0]
         if empty:
             raise ValueError(f"tasks {empty} have weight > 0 but no examples")
+        self.weights = {t: float(weights[t]) for t in self.tasks}
         self.sizes, self.global_batch, self.seed = sizes, global_batch, seed
-        probabilities = np.array([weights[t] for t in self.tasks], dtype=np.float64)
-        probabilities /= probabilities.sum()
-        schedule_rng = np.random.default_rng([seed, 0x5EED])
-        # The whole schedule is drawn up front: resuming at step k needs the per-task counts before k.
-        self._schedule = schedule_rng.choice(len(self.tasks), size=total_micro_steps, p=probabilities)
-        self._seen_before = np.zeros((total_micro_steps + 1, len(self.tasks)), dtype=np.int64)
-        np.cumsum(np.eye(len(self.tasks), dtype=np.int64)[self._schedule], axis=0,
-                  out=self._seen_before[1:])
         self._epochs: dict[tuple[int, int], np.ndarray] = {}
 
-    def __len__(self) -> int:
-        """Number of micro-steps the schedule covers."""
-        return len(self._schedule)
-
-    def task_at(self, micro_index: int) -> str:
-        return self.tasks[self._schedule[micro_index]]
-
-    def draw(self, micro_index: int, rank: int = 0, world_size: int = 1) -> Draw:
-        """The task of global micro-step ``micro_index`` and this rank's example indices."""
-        if self.global_batch % world_size:
-            raise ValueError(f"global batch {self.global_batch} is not divisible by {world_size} ranks")
-        task_number = int(self._schedule[micro_index])
-        task = self.tasks[task_number]
-        first = int(self._seen_before[micro_index, task_number]) * self.global_batch
-        per_rank = self.global_batch // world_size
-        positions = np.arange(first + rank * per_rank, first + (rank + 1) * per_rank)
-        return Draw(task, self._examples(task_number, positions))
+    def counts(self) -> dict[str, int]:
+        """Examples of each task per (global) micro-batch: the weights' shares of ``global_batch``, largest
+        remainder, at least one each. The same for every world size, so N ranks see what 1 process sees."""
+        slots = self.global_batch
+        if slots < len(self.tasks):
+            raise ValueError(f"a micro-batch of {slots} examples cannot hold the {len(self.tasks)} tasks "
+                             f"{self.tasks}: raise global_batch")
+        total = sum(self.weights.values())
+        quotas = {t: slots * w / total for t, w in self.weights.items()}
+        counts = {t: max(1, int(q)) for t, q in quotas.items()}
+        # Largest remainder first; ties (up to float noise) go to the larger task.
+        by_remainder = sorted(self.tasks, key=lambda t: (round(counts[t] - quotas[t], 9), -quotas[t]))
+        for task in by_remainder[: slots - sum(counts.values())]:
+            counts[task] += 1
+        while sum(counts.values()) > slots:  # the at-least-one rule overfilled: take from the largest
+            counts[max(counts, key=counts.get)] -= 1
+        return counts
 
     def share(self) -> dict[str, float]:
-        """Fraction of micro-batches each task gets in the drawn schedule."""
-        counts = self._seen_before[-1]
-        return {t: float(counts[i] / max(1, counts.sum())) for i, t in enumerate(self.tasks)}
+        """Fraction of each micro-batch's examples per task."""
+        return {t: n / self.global_batch for t, n in self.counts().items()}
 
-    def _examples(self, task_number: int, positions: np.ndarray) -> np.ndarray:
-        size = self.sizes[self.tasks[task_number]]
-        epochs, offsets = np.divmod(positions, size)
-        return np.array([self._epoch(task_number, int(e))[o] for e, o in zip(epochs, offsets)])
+    def draw(self, micro_index: int, rank: int = 0, world_size: int = 1) -> dict[str, np.ndarray]:
+        """This rank's example indices of each task in global micro-batch ``micro_index``: a contiguous
+        part of each task's examples, the parts' sizes differing by at most one between ranks."""
+        draws = {}
+        for task, count in self.counts().items():
+            if count < world_size:
+                raise ValueError(f"{task}: {count} examples per micro-batch cannot be shared by {world_size} "
+                                 "ranks; raise global_batch or the task's mixture weight")
+            bounds = np.linspace(0, count, world_size + 1).round().astype(int)
+            first = micro_index * count + bounds[rank]
+            draws[task] = self._examples(task, np.arange(first, micro_index * count + bounds[rank + 1]))
+        return draws
 
-    def _epoch(self, task_number: int, epoch: int) -> np.ndarray:
-        key = (task_number, epoch)
+    def _examples(self, task: str, positions: np.ndarray) -> np.ndarray:
+        epochs, offsets = np.divmod(positions, self.sizes[task])
+        return np.array([self._epoch(task, int(e))[o] for e, o in zip(epochs, offsets)])
+
+    def _epoch(self, task: str, epoch: int) -> np.ndarray:
+        key = (TASKS.index(task), epoch)
         if key not in self._epochs:
             if len(self._epochs) > 64:  # only the current epochs are ever needed
                 self._epochs.clear()
-            rng = np.random.default_rng([self.seed, task_number, epoch])
-            self._epochs[key] = rng.permutation(self.sizes[self.tasks[task_number]])
+            rng = np.random.default_rng([self.seed, *key])
+            self._epochs[key] = rng.permutation(self.sizes[task])
         return self._epochs[key]

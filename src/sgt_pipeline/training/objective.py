@@ -21,9 +21,10 @@ class LossWeights(BaseModel):
 
 
 class SGTLoss(torch.nn.Module):
-    """``forward(batch) -> (weighted loss, metrics)``; the batch's ``task`` picks the adapter's loss.
+    """``forward({task: batch}) -> (Σ λ_task · loss_task, metrics)``, each loss a mean over its own tokens
+    (SGT: ``ce_weight · CE + mse_weight · MSE`` over one packed batch).
 
-    A module (holding the Janus model) so that DDP/FSDP can wrap it: every loss runs through
+    A module (holding the Janus model) so that DDP/FSDP can wrap it: every loss runs through one
     ``forward``, which is what distributed wrappers hook.
     """
 
@@ -33,11 +34,13 @@ class SGTLoss(torch.nn.Module):
         self.model = adapter.model  # registered: wrappers see (and synchronise) its parameters
         self.weights = weights
 
-    def forward(self, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        task = batch["task"]
-        tensors = {k: v for k, v in batch.items() if k != "task"}
-        loss = getattr(self.adapter, f"{task}_loss")(tensors)
-        return getattr(self.weights, task) * loss, {f"loss/{task}": loss.detach()}
+    def forward(self, batches: dict[str, dict]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        total, metrics = 0.0, {}
+        for task, batch in batches.items():
+            loss = getattr(self.adapter, f"{task}_loss")(batch)
+            total = total + getattr(self.weights, task) * loss
+            metrics[f"loss/{task}"] = loss.detach()
+        return total, metrics
 
 
 def sgt_objective(module: torch.nn.Module, batch: dict):

@@ -111,7 +111,9 @@ class Trainer:
             Path(config.out_dir).mkdir(parents=True, exist_ok=True)
         self.step = 0  # optimizer steps completed == data position (next step's batches)
 
-    def fit(self) -> TrainSummary:
+    def fit(self, after_step: Callable[[int], None] | None = None) -> TrainSummary:
+        """Train up to ``max_steps``. ``after_step(steps_done)`` runs on every rank after each optimizer step
+        and checkpoint (a sweep evaluates and prunes there); an exception it raises ends the run."""
         cfg, rank, world = self.config, self.dist.rank, self.dist.world_size
         bar = None
         try:
@@ -157,6 +159,9 @@ class Trainer:
                     write_started = time.perf_counter()
                     last_checkpoint = self._save_checkpoint()
                     checkpoint_time += time.perf_counter() - write_started
+                if after_step is not None:
+                    after_step(self.step)
+                    self.model.train()
             bar.close()
             wall = time.perf_counter() - started
             summary = TrainSummary(
@@ -250,9 +255,12 @@ def _finite_losses(metrics: dict[str, float]) -> bool:
 
 
 def _count_samples(batch) -> int:
-    """Leading dimension of the first tensor in the batch (a tensor, or a dict / list / tuple of them)."""
+    """Leading dimension of the first tensor in the batch (a tensor, or a dict / list / tuple of them);
+    summed over the tasks of a ``{task: batch}`` mixed batch."""
     if isinstance(batch, torch.Tensor):
         return batch.shape[0] if batch.ndim else 1
+    if isinstance(batch, Mapping) and batch and all(isinstance(v, Mapping) for v in batch.values()):
+        return sum(_count_samples(v) for v in batch.values())  # {task: batch}: a mixed micro-batch
     values = batch.values() if isinstance(batch, Mapping) else batch if isinstance(batch, (list, tuple)) else []
     return next((_count_samples(v) for v in values if isinstance(v, (torch.Tensor, Mapping, list, tuple))), 1)
 

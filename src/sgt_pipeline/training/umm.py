@@ -3,6 +3,7 @@ post-training (the same plus a proxy task) are one function with different mixtu
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -22,7 +23,7 @@ class MixtureTrainingConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     proxy_kind: ProxyKind = "instance"  # the generative proxy task; none = SFT only
-    # Relative frequency of micro-batches per task; SGT's proxy:SFT = 2:1 is proxy 2, und 0.5, gen 0.5.
+    # Share of each micro-batch's examples per task; SGT's proxy:SFT = 2:1 is proxy 2, und 0.5, gen 0.5.
     mixture: dict[Literal["understanding", "generation", "proxy"], float] = Field(
         default_factory=lambda: {"proxy": 2.0, "understanding": 0.5, "generation": 0.5})
     loss_weights: LossWeights = Field(default_factory=LossWeights)
@@ -31,16 +32,18 @@ class MixtureTrainingConfig(BaseModel):
     trainer: TrainerConfig
 
 
-def train_umm(adapter, examples: SplitExamples, config: MixtureTrainingConfig) -> TrainSummary:
-    """Train ``adapter.model`` in place on the mixture; checkpoints in ``config.trainer.out_dir``."""
+def train_umm(adapter, examples: SplitExamples, config: MixtureTrainingConfig,
+              after_step: Callable[[int], None] | None = None) -> TrainSummary:
+    """Train ``adapter.model`` in place on the mixture; checkpoints in ``config.trainer.out_dir``.
+    ``after_step``: see ``Trainer.fit``."""
     trainer_config = config.trainer
     batches = SGTBatches(
         adapter, examples, weights=dict(config.mixture), proxy_kind=config.proxy_kind,
         global_batch=config.global_batch, grad_accum_steps=trainer_config.grad_accum_steps,
-        max_steps=trainer_config.max_steps, seed=trainer_config.seed, cfg_dropout=config.cfg_dropout)
-    if len(batches.mixture.tasks) > 1 and not trainer_config.find_unused_parameters:
-        # Each task leaves some parameters unused (e.g. the generation head in understanding batches).
+        seed=trainer_config.seed, cfg_dropout=config.cfg_dropout)
+    if len(batches.mixture.tasks) == 1 and not trainer_config.find_unused_parameters:
+        # One task alone leaves some parameters unused (e.g. the generation head without image tasks).
         trainer_config = trainer_config.model_copy(update={"find_unused_parameters": True})
     trainer = Trainer(SGTLoss(adapter, config.loss_weights), sgt_objective, batches, trainer_config,
                       trainable_parameters=adapter.trainable_parameters())
-    return trainer.fit()
+    return trainer.fit(after_step)
