@@ -32,8 +32,8 @@ def kedro_project(tmp_path: Path) -> Path:
     return project
 
 
-def run_kedro(project: Path, pipeline: str | list[str], params: dict | None = None) -> dict:
-    """Run pipelines in-process, the way `kedro run --pipelines NAME[,...] --params ...` would."""
+def run_kedro(project: Path, pipeline: str | list[str], params: dict | None = None, env: str | None = None) -> dict:
+    """Run pipelines in-process, the way `kedro run --pipelines NAME[,...] --params ... --env ENV` would."""
     from kedro.framework.session import KedroSession
     from kedro.framework.startup import bootstrap_project
 
@@ -41,7 +41,7 @@ def run_kedro(project: Path, pipeline: str | list[str], params: dict | None = No
     cwd = os.getcwd()
     os.chdir(project)  # catalog paths are relative to the project
     try:
-        with KedroSession.create(project_path=project, runtime_params=params or {}) as session:
+        with KedroSession.create(project_path=project, runtime_params=params or {}, env=env) as session:
             return session.run(pipeline_names=[pipeline] if isinstance(pipeline, str) else pipeline)
     finally:
         os.chdir(cwd)

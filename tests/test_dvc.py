@@ -88,3 +88,50 @@ def test_dvc_repro_runs_the_dag_then_only_what_changed(clone):
     assert "Running stage 'train'" in out
     assert all(f"Running stage '{s}'" not in out for s in ("world", "ingestion", "rendering", "pretrain"))
     assert "loss_weights.proxy" in _run(["dvc", "params", "diff"], clone)
+
+
+def _commit(root: Path, message: str) -> None:
+    for args in (["git", "add", "-A"], ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", message]):
+        subprocess.run(args, cwd=root, check=True)
+
+
+def _tracked_files(root: Path) -> dict[str, bytes]:
+    """Every file of every DVC-tracked output (dvc.lock outs), path -> bytes."""
+    lock = yaml.safe_load((root / "dvc.lock").read_text())
+    paths = [out["path"] for stage in lock["stages"].values() for out in stage.get("outs", [])]
+    files = {}
+    for path in paths:
+        target = root / path
+        for file in ([target] if target.is_file() else sorted(p for p in target.rglob("*") if p.is_file())):
+            files[str(file.relative_to(root))] = file.read_bytes()
+    return files
+
+
+def test_remote_push_pull_experiments_metrics_and_plots(clone, tmp_path):
+    _run(["dvc", "repro"], clone)
+    _run(["dvc", "remote", "add", "-d", "storage", str(tmp_path / "remote")], clone)
+    _commit(clone, "repro + remote")
+
+    # A fresh clone restores data and checkpoints byte-identical from the remote.
+    _run(["dvc", "push"], clone)
+    fresh = tmp_path / "fresh"
+    subprocess.run(["git", "clone", "-q", str(clone), str(fresh)], check=True)
+    assert not (fresh / "data/06_models/base/model.safetensors").exists()
+    _run(["dvc", "pull"], fresh)
+    original, pulled = _tracked_files(clone), _tracked_files(fresh)
+    assert "data/06_models/base/model.safetensors" in original and "data/06_models/sgt/model.safetensors" in original
+    assert pulled.keys() == original.keys() and all(pulled[k] == original[k] for k in original)
+    assert "up to date" in _run(["dvc", "status"], fresh)
+
+    # An experiment on the proxy-loss weight re-runs only training and evaluation.
+    out = _run(["dvc", "exp", "run", "-S", "conf/base/parameters_train.yml:train.run.loss_weights.proxy=2.5"], clone)
+    assert "Running stage 'train'" in out and "Running stage 'evaluation'" in out
+    assert all(f"Running stage '{s}'" not in out for s in ("world", "ingestion", "rendering", "pretrain"))
+    shown = _run(["dvc", "exp", "show", "--csv"], clone)
+    assert "train.run.loss_weights.proxy" in shown and "2.5" in shown
+    diff = _run(["dvc", "metrics", "diff", "--all"], clone)
+    assert "eval_metrics.json" in diff and "und/overall" in diff and "train_metrics.json" in diff
+    assert "loss_weights.proxy" in _run(["dvc", "params", "diff"], clone)
+    _run(["dvc", "plots", "show", "-o", str(tmp_path / "plots")], clone)
+    page = (tmp_path / "plots/index.html").read_text()
+    assert "eval_probe.csv" in page and "eval_attention.csv" in page

@@ -159,7 +159,7 @@ def test_train_pipeline_under_torchrun_with_two_processes(kedro_project):
     run_kedro(kedro_project, ["world", "ingestion", "rendering", "pretrain"],
               {**TINY_WORLD, **TINY_TRAINING})
     kedro = Path(sys.executable).with_name("kedro")
-    params = "train.run.global_batch=4,train.run.trainer.max_steps=2"
+    params = "train.run.global_batch=12,train.run.trainer.max_steps=2"  # 2 + 2 + 8 examples: every task on both ranks
     done = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
          str(kedro), "run", "--pipeline", "train", "--params", params],

@@ -66,6 +66,9 @@ def finished_trials(study: optuna.Study) -> int:
 def run_worker(study: optuna.Study, objective, config: SweepConfig) -> int:
     """Run trials until the study has ``n_trials`` finished ones (or ``timeout_s``); returns how many the
     study finished meanwhile (this worker's and any other's). Stale trials of dead workers are failed and re-queued by Optuna at each trial start."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise RuntimeError("a sweep worker is one process: start several workers (one per GPU) instead of "
+                           "running the sweep under torchrun")
     before = finished_trials(study)
     if before < config.n_trials:
         study.optimize(objective, timeout=config.timeout_s, gc_after_trial=True,
