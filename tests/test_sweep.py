@@ -13,7 +13,9 @@ import pandas as pd
 import pytest
 from optuna.trial import TrialState
 from pydantic import ValidationError
+from test_training import _examples, adapter  # noqa: F401  (the tiny Janus fixture)
 
+from sgt_pipeline.evaluation.held_out import HeldOut, score
 from sgt_pipeline.sweep import SweepConfig, TrialRunner, open_study, run_worker
 from sgt_pipeline.sweep.results import (
     best_train_parameters,
@@ -24,10 +26,9 @@ from sgt_pipeline.sweep.results import (
     trials_table,
 )
 from sgt_pipeline.sweep.study import make_pruner
-from sgt_pipeline.sweep.trial import HeldOut, apply_params, score
+from sgt_pipeline.sweep.trial import apply_params
 from sgt_pipeline.training.post_train import PostTrainConfig
 from sgt_pipeline.training.umm import MixtureTrainingConfig
-from test_training import _examples, adapter  # noqa: F401  (the tiny Janus fixture)
 
 RUN = MixtureTrainingConfig.model_validate({
     "proxy_kind": "instance", "mixture": {"proxy": 2.0, "understanding": 0.5, "generation": 0.5},
@@ -66,7 +67,7 @@ def test_bad_search_spaces_are_refused_before_any_work(space, message):
         SweepConfig.model_validate({"space": space})
 
 
-def _held_out(adapter, examples) -> HeldOut:
+def _held_out(model, examples) -> HeldOut:
     ids = [int(i) for i in examples.image_ids[:4]]
     questions = pd.DataFrame({
         "question_id": range(4), "image_id": ids, "type": ["count"] * 4, "sampling": np.nan,
@@ -74,7 +75,7 @@ def _held_out(adapter, examples) -> HeldOut:
         "answer": ["two", "one", "two", "one"], "category_ids": [[1]] * 4, "ann_ids": [[1]] * 4})
     prompts = list(examples.generation["prompt"][:4])
     return HeldOut(questions, examples.images, {i: k for k, i in enumerate(examples.image_ids)}, prompts,
-                   adapter.image_tokens(examples.images[:4]), adapter.model.config.vq_config.num_embeddings)
+                   model.image_tokens(examples.images[:4]), model.model.config.vq_config.num_embeddings)
 
 
 @pytest.fixture

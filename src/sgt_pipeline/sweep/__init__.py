@@ -2,6 +2,6 @@
 
 from sgt_pipeline.sweep.config import SweepConfig
 from sgt_pipeline.sweep.study import open_study, run_worker
-from sgt_pipeline.sweep.trial import TrialRunner, held_out_set, score
+from sgt_pipeline.sweep.trial import TrialRunner, build_runner
 
-__all__ = ["SweepConfig", "TrialRunner", "held_out_set", "open_study", "run_worker", "score"]
+__all__ = ["SweepConfig", "TrialRunner", "build_runner", "open_study", "run_worker"]

@@ -9,68 +9,23 @@ several worker processes instead (see ``sweep.study``).
 
 from __future__ import annotations
 
-import math
 import os
 import shutil
 import socket
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import optuna
-import pandas as pd
-import torch
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 
-from sgt_pipeline.evaluation.questions import QuestionConfig, build_questions
-from sgt_pipeline.evaluation.understanding import evaluate_understanding
+from sgt_pipeline.evaluation.held_out import HeldOut, held_out_set, score
 from sgt_pipeline.models.adapter import JanusAdapter
 from sgt_pipeline.sweep.config import Dimension, SweepConfig
 from sgt_pipeline.training.examples import SplitExamples
 from sgt_pipeline.training.umm import MixtureTrainingConfig, train_umm
 
-OBJECTIVES = ("understanding", "generation")
+OBJECTIVES = ("understanding", "generation")  # the keys of ``evaluation.held_out.score``
 RUNS_KEY = "runs_key"  # study user attribute: see ``study_runs_dir``
-
-
-@dataclass
-class HeldOut:
-    """The fixed held-out subset every trial (and every intermediate report) is scored on."""
-
-    questions: pd.DataFrame
-    images: np.ndarray  # (N, H, W, 3): the split's images, rows indexed by ``rows``
-    rows: dict[int, int]  # image id -> row of ``images``
-    prompts: list[str]  # captions ...
-    image_tokens: torch.Tensor  # ... and the VQ tokens of their images (the frozen VQ's, so computed once)
-    codebook_size: int
-
-
-def held_out_set(adapter: JanusAdapter, val: SplitExamples, coco, questions_per_type: int,
-                 generation_prompts: int, seed: int = 0) -> HeldOut:
-    questions = build_questions(coco, QuestionConfig(seed=seed))
-    questions = (questions.sample(frac=1.0, random_state=seed).groupby("type").head(questions_per_type)
-                 .sort_index().reset_index(drop=True))
-    captions = val.generation.sample(min(len(val.generation), generation_prompts), random_state=seed)
-    tokens = adapter.image_tokens(val.images[captions["row"].to_numpy()])
-    return HeldOut(questions, val.images, {int(i): k for k, i in enumerate(val.image_ids)},
-                   list(captions["prompt"]), tokens, adapter.model.config.vq_config.num_embeddings)
-
-
-@torch.no_grad()
-def score(adapter: JanusAdapter, held_out: HeldOut, batch_size: int = 32) -> dict[str, float]:
-    """``understanding`` (mean question accuracy), ``generation`` (1 - NLL / ln K) and ``generation_nll``."""
-    _, metrics = evaluate_understanding(adapter, held_out.questions, held_out.images, held_out.rows, batch_size)
-    adapter.model.eval()
-    total, count = 0.0, 0
-    for start in range(0, len(held_out.prompts), batch_size):
-        prompts = held_out.prompts[start:start + batch_size]
-        batch = adapter.generation_batch(prompts, held_out.image_tokens[start:start + batch_size])
-        total += float(adapter.generation_loss(batch)) * len(prompts)
-        count += len(prompts)
-    nll = total / count
-    return {"understanding": metrics["und/overall"], "generation": 1.0 - nll / math.log(held_out.codebook_size),
-            "generation_nll": nll}
 
 
 def suggest(trial: optuna.Trial, space: dict[str, Dimension]) -> dict:
@@ -159,3 +114,11 @@ class TrialRunner:
         if single:
             return scalarise(scores, weights)
         return tuple(scores[k] for k in OBJECTIVES)
+
+
+def build_runner(config: SweepConfig, base_path: str, run: MixtureTrainingConfig, train: SplitExamples,
+                 val: SplitExamples, coco) -> TrialRunner:
+    """The objective for a study: ``train`` examples to post-train on, ``val`` + its COCO index to score."""
+    held_out = held_out_set(JanusAdapter.from_pretrained(base_path), val, coco, config.trial.questions_per_type,
+                            config.trial.generation_prompts, config.seed)
+    return TrialRunner(config, base_path, run, train, held_out)

@@ -7,14 +7,7 @@ from collections.abc import Callable
 import pandas as pd
 from pycocotools.coco import COCO
 
-from sgt_pipeline.models.adapter import JanusAdapter
-from sgt_pipeline.sweep import (
-    SweepConfig,
-    TrialRunner,
-    held_out_set,
-    open_study,
-    run_worker,
-)
+from sgt_pipeline.sweep import SweepConfig, build_runner, open_study, run_worker
 from sgt_pipeline.sweep.results import (
     best_train_parameters,
     best_trials,
@@ -37,9 +30,7 @@ def run_sweep(raw_dataset: dict, images: pd.DataFrame, qa: pd.DataFrame, caption
     train_examples = load_split_examples("train", images, qa, captions, targets_index, targets)
     val = load_split_examples("val", images, qa, captions, targets_index, targets, proxy_kinds=[])
     coco = COCO(raw_dataset["splits"]["val"]["instances_json"])
-    held_out = held_out_set(JanusAdapter.from_pretrained(base_model["path"]), val, coco,
-                            config.trial.questions_per_type, config.trial.generation_prompts, config.seed)
-    runner = TrialRunner(config, base_model["path"], train.run, train_examples, held_out)
+    runner = build_runner(config, base_model["path"], train.run, train_examples, val, coco)
     finished = run_worker(study, runner, config)
     return {"study": config.study_name, "storage": storage_url(config.storage), "finished_this_run": finished,
             "trials": len(study.trials), "best": [t.number for t in best_trials(study)]}
