@@ -64,13 +64,20 @@ def _shrink_training(root: Path) -> None:
         p["train"]["run"]["global_batch"] = 4
         p["train"]["run"]["trainer"]["max_steps"] = 2
 
+    def study(p):
+        p["study"].update(arms=[{"name": "sft_only", "proxy_kind": "none"},
+                                {"name": "instance", "proxy_kind": "instance"}], seeds=[0, 1], steps=2,
+                          questions_per_type=3, generation_prompts=3,
+                          evaluation={"proxy_images": 2, "geneval_per_task": 1, "analysis_images": 3})
+
     _edit_params(root / "conf/base/parameters_pretrain.yml", pretrain)
     _edit_params(root / "conf/base/parameters_train.yml", train)
+    _edit_params(root / "conf/base/parameters_study.yml", study)
 
 
 def test_dvc_repro_runs_the_dag_then_only_what_changed(clone):
     out = _run(["dvc", "repro"], clone)
-    for stage in ("world", "ingestion", "rendering", "pretrain", "train"):
+    for stage in ("world", "ingestion", "rendering", "pretrain", "train", "evaluation", "study"):
         assert f"Running stage '{stage}'" in out
     assert (clone / "dvc.lock").is_file()
     assert len(list((clone / "data/05_model_input/targets").rglob("*.png"))) == 9 * 6
@@ -126,11 +133,13 @@ def test_remote_push_pull_experiments_metrics_and_plots(clone, tmp_path):
     # An experiment on the proxy-loss weight re-runs only training and evaluation.
     out = _run(["dvc", "exp", "run", "-S", "conf/base/parameters_train.yml:train.run.loss_weights.proxy=2.5"], clone)
     assert "Running stage 'train'" in out and "Running stage 'evaluation'" in out
+    assert "Running stage 'study'" in out  # the study post-trains with parameters_train.yml too
     assert all(f"Running stage '{s}'" not in out for s in ("world", "ingestion", "rendering", "pretrain"))
     shown = _run(["dvc", "exp", "show", "--csv"], clone)
     assert "train.run.loss_weights.proxy" in shown and "2.5" in shown
     diff = _run(["dvc", "metrics", "diff", "--all"], clone)
     assert "eval_metrics.json" in diff and "und/overall" in diff and "train_metrics.json" in diff
+    assert "study_metrics.json" in diff and "instance/und/vision_centric/diff" in diff
     assert "loss_weights.proxy" in _run(["dvc", "params", "diff"], clone)
     _run(["dvc", "plots", "show", "-o", str(tmp_path / "plots")], clone)
     page = (tmp_path / "plots/index.html").read_text()

@@ -80,8 +80,10 @@ def test_semantic_proxy_needs_its_palette(tokenizer, val_split):
     _, coco, images, ids, targets = val_split
     palette = Palette.for_categories(coco.loadCats(sorted(coco.cats)))
     semantic = np.zeros_like(images)  # all background: the metric needs the palette, not the content
-    config = EvaluationConfig(proxy_images=2, geneval_per_task=0, analysis_images=4, grid_images=0)
+    config = EvaluationConfig(proxy_images=2, geneval_per_task=0, analysis_images=4, grid_images=3)
     adapter = make_adapter(tokenizer)
     result = evaluate_model(adapter, coco, images, ids, {**targets, "semantic": semantic},
                             {"semantic": palette}, "semantic", config, None)
-    assert "proxy/miou" in result.metrics and result.grid is None and result.geneval.empty
+    assert "proxy/miou" in result.metrics and result.geneval.empty
+    # The grid has as many columns as generated proxy targets (2), not grid_images (3).
+    assert result.grid.shape[1] == 2 * images.shape[2]

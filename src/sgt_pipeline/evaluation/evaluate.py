@@ -142,7 +142,7 @@ def _geneval(adapter, vocabulary, detector, config: EvaluationConfig, with_backg
 
 
 def _sample_grid(adapter, images, targets, generated, coco, image_ids, config) -> np.ndarray | None:
-    k = min(config.grid_images, len(image_ids))
+    k = min(config.grid_images, len(image_ids), len(generated) if generated is not None else len(image_ids))
     if not k:
         return None
     prompts = [coco.imgs[i].get("caption") or _caption(coco, i) for i in image_ids[:k]]
