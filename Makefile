@@ -16,7 +16,7 @@ export GX_ANALYTICS_ENABLED := false
 # slower whenever another process held a core (torchrun peers, the data pipelines' workers).
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: install run test test-fast bench viz clean-data
+.PHONY: install run test test-fast bench bench-sweep viz clean-data
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,10 @@ test-fast: install
 
 bench: install
 	$(BIN)/python benchmarks/rendering.py
+	$(BIN)/python benchmarks/train_step.py
+
+bench-sweep: install  # ~20 min: two sweeps for pruning, then 1 and 2 workers
+	$(BIN)/python benchmarks/sweep.py
 
 viz: install
 	$(BIN)/python -m pip install --quiet -e ".[viz]"
