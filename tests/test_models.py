@@ -376,3 +376,16 @@ def test_cached_prompt_encoding_equals_the_processor_on_the_batch(adapter, world
             assert (pixel_values is None) == (batch_images is None)
             if pixel_values is not None:
                 assert torch.equal(pixel_values, reference["pixel_values"])
+
+
+def test_image_conditioned_prompt_keeps_the_input_image_at_a_fixed_distance(adapter):
+    """Instruction first, then the input image: the tokens between the image and the generated tokens do
+    not depend on the instruction, so input patch i and output token i are always equally far apart."""
+    prompts = adapter.prompts
+    blank = np.zeros((1, 8, 8, 3), np.uint8)
+    tails = set()
+    for text in ("Segment instances with different colors.", "Render each instance mask in a different color.",
+                 "Reconstruct the image."):
+        ids = prompts.encode([prompts.image_prompt(text, with_image=True)], blank, image_mode=True)[0][0]
+        tails.add(len(ids) - max(i for i, t in enumerate(ids) if t == prompts.image_id))
+    assert len(tails) == 1

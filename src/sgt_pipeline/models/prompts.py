@@ -79,9 +79,16 @@ class PromptFormatter:
         return full[len(prompt):]
 
     def image_prompt(self, text: str, with_image: bool = False) -> str:
-        """User turn (optionally an input image, then ``text``) + assistant prompt, for image generation."""
-        content = [{"type": "image"}] if with_image else []
-        return self._render(content + [{"type": "text", "text": text}])
+        """User turn (``text``, then optionally an input image) + assistant prompt, for image generation.
+
+        The instruction comes BEFORE the input image: then only fixed template tokens separate the image from
+        the generated one, so input patch i and output token i sit at the same distance whatever the
+        instruction's length, an offset RoPE attention learns once. Image-first (as for questions) made that
+        distance vary with the instruction, and the tiny model's proxy targets barely depended on the input
+        (held-out proxy CE 0.95 vs 1.04 with a wrong image, against 0.84 vs 1.48 instruction-first).
+        """
+        content = [{"type": "text", "text": text}]
+        return self._render(content + ([{"type": "image"}] if with_image else []))
 
     # ----- token ids -----
     def encode(self, texts: list[str], images=None, image_mode: bool = False):
