@@ -80,7 +80,7 @@ def test_claims_follow_the_paired_numbers():
     assert "**holds**" in report and "**does not hold at this scale**" in report and "| instance |" in report
 
 
-STUDY_TINY = {"study": {"arms": [ARMS[0], ARMS[2]], "seeds": [0, 1], "steps": 2, "questions_per_type": 3,
+STUDY_TINY = {"study": {"arms": ARMS, "seeds": [0, 1], "steps": 2, "questions_per_type": 3,
                         "generation_prompts": 3,
                         "evaluation": {"proxy_images": 2, "geneval_per_task": 1, "analysis_images": 3,
                                        "grid_images": 2}}}
@@ -91,13 +91,14 @@ def test_study_pipeline_trains_evaluates_resumes_and_reports(kedro_project):
     run_kedro(kedro_project, "study", params)
     data = kedro_project / "data"
     results = pd.read_parquet(data / "07_model_output/study_results.parquet")
-    assert set(zip(results["arm"], results["seed"])) == {(a, s) for a in ("sft_only", "instance") for s in (0, 1)}
+    assert set(zip(results["arm"], results["seed"])) == {(a, s) for a in ("sft_only", "reconstruction", "instance")
+                                                         for s in (0, 1)}
     steps = results[results["metric"] == "train/steps"]["value"]
     assert (steps == 2).all()
     assert np.isnan(results[(results["arm"] == "sft_only") & (results["metric"] == "proxy/quality")]["value"]).all()
     assert results[(results["arm"] == "instance") & (results["metric"] == "proxy/quality")]["value"].notna().all()
     claims = pd.read_csv(data / "08_reporting/study_claims.csv")
-    assert set(claims["verdict"]) <= {HOLDS, REVERSED, INCONCLUSIVE} and len(claims) == 4
+    assert set(claims["verdict"]) <= {HOLDS, REVERSED, INCONCLUSIVE} and len(claims) == 5
     metrics = json.loads((data / "08_reporting/study_metrics.json").read_text())
     assert "instance/und/vision_centric/diff" in metrics
     assert "## The paper's claims" in (data / "08_reporting/study_report.md").read_text()
@@ -110,7 +111,7 @@ def test_study_pipeline_trains_evaluates_resumes_and_reports(kedro_project):
     stamps = [p.stat().st_mtime_ns for p in stored]
     started = time.perf_counter()
     run_kedro(kedro_project, "study", params)
-    assert [p.stat().st_mtime_ns for p in stored] == stamps and len(stored) == 4
+    assert [p.stat().st_mtime_ns for p in stored] == stamps and len(stored) == 6
     pd.testing.assert_frame_equal(pd.read_parquet(data / "07_model_output/study_results.parquet"), results)
     assert time.perf_counter() - started < 120
 

@@ -108,8 +108,7 @@ def _pretrain(examples: SplitExamples, model: ModelConfig, pretrain: PretrainCon
     trainer = pretrain.base.trainer
     work = Path(trainer.out_dir) / fp[:16]
 
-    pool = np.concatenate([examples.images if k == "reconstruction" else examples.targets[k]
-                           for k in pretrain.vq_kinds])
+    pool = np.concatenate([examples.targets[k] for k in pretrain.vq_kinds])
     vqmodel = adapter.model.model.vqmodel
     vq_summary = train_vq_tokenizer(vqmodel, pool, pretrain.vq, work / "vq")
     quality = round_trip_quality(vqmodel, examples.targets["instance"][:256], instance_palette)

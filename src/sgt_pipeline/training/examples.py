@@ -23,7 +23,7 @@ class SplitExamples:
 
     image_ids: np.ndarray  # (N,)
     images: np.ndarray  # (N, H, W, 3) uint8 at training resolution
-    targets: dict[str, np.ndarray]  # proxy kind -> (N, H, W, 3) uint8
+    targets: dict[str, np.ndarray]  # proxy kind -> (N, H, W, 3) uint8 (``reconstruction`` is ``images``)
     understanding: pd.DataFrame  # row, question, answer, type ("caption" for captioning)
     generation: pd.DataFrame  # row, prompt (a caption)
 
@@ -68,7 +68,8 @@ def load_split_examples(
             "answer": caps["caption"].to_numpy(), "type": "caption"})], ignore_index=True)
     generation = pd.DataFrame({"row": row_of[caps["image_id"]].to_numpy(),
                                "prompt": caps["caption"].to_numpy()})
-    return SplitExamples(ids, arrays.pop("reconstruction"), arrays, understanding, generation)
+    # The reconstruction target is the image itself: the same array, under both names.
+    return SplitExamples(ids, arrays["reconstruction"], arrays, understanding, generation)
 
 
 def _stack(kind: str, ids: np.ndarray, index: pd.DataFrame,
