@@ -152,6 +152,8 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=10, help="trials per study in the pruning comparison")
     parser.add_argument("--worker-trials", type=int, default=4, help="trials per study in the worker comparison")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--phase", choices=["all", "pruning", "workers"], default="all",
+                        help="pruning counts trial-steps (load-independent); workers measures time: run it alone")
     parser.add_argument("--worker", help=argparse.SUPPRESS)  # internal: run one worker of this study
     parser.add_argument("--storage", help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
@@ -164,8 +166,10 @@ def main() -> None:
                         "world,ingestion,rendering,pretrain"], cwd=ROOT, check=True)
     with tempfile.TemporaryDirectory() as scratch:
         storage = f"sqlite:///{scratch}/bench.db"
-        pruning_phase(args, storage)
-        workers_phase(args, storage)
+        if args.phase in ("all", "pruning"):
+            pruning_phase(args, storage)
+        if args.phase in ("all", "workers"):
+            workers_phase(args, storage)
 
 
 if __name__ == "__main__":
