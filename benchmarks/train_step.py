@@ -9,7 +9,7 @@ bare loop runs the same module over the same batches, built beforehand, with a p
 - FLOP/s of the step (torch's FLOP counter on one step of each task) against the same run's
   large-matmul rate in the same dtype (goal >= 50%).
 
-    python benchmarks/train_step.py [--steps 40] [--batch 32] [--precision fp32|bf16]
+    python benchmarks/train_step.py [--steps 40] [--batch 32] [--precision fp32|bf16] [--threads 2]
 """
 
 from __future__ import annotations
@@ -92,8 +92,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--precision", choices=["bf16", "fp32"], default="fp32")
+    parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     total = args.warmup + args.steps
 
     # The embedded default's architecture, as the pipeline configures it.
@@ -145,9 +146,10 @@ def main() -> None:
 
     rate = matmul_rate(dtype)
     print(f"SGT step, tiny Janus ({sum(p.numel() for p in parameters) / 1e6:.2f} M trainable), "
-          f"batch {args.batch}, {args.precision}, 2 threads, {args.steps} steps")
-    print(f"  bare loop        {bare * 1e3:8.1f} ms/step")
-    print(f"  pipeline trainer {trainer_step * 1e3:8.1f} ms/step   ratio {trainer_step / bare:.3f}  (goal <= 1.10)")
+          f"batch {args.batch}, {args.precision}, {args.threads} threads, {args.steps} steps")
+    print(f"  bare loop        {bare * 1e3:8.1f} ms/step  {args.batch / bare:6.1f} samples/s")
+    print(f"  pipeline trainer {trainer_step * 1e3:8.1f} ms/step  {args.batch / trainer_step:6.1f} samples/s"
+          f"   ratio {trainer_step / bare:.3f}  (goal <= 1.10)")
     print(f"  data loading     {summary.data_time_share * 100:8.1f} % of the trainer's time  (goal <= 5%)")
     print(f"  checkpoint write {summary.checkpoint_time_s:8.2f} s (final checkpoint, excluded above)")
     counts = ", ".join(f"{t} {n}" for t, n in batches.mixture.counts().items())

@@ -188,6 +188,34 @@ def test_generation_and_proxy_losses_match_manual_cross_entropy(adapter, world):
             assert torch.allclose(loss, _manual_image_loss(adapter, batch), atol=1e-5)
 
 
+def test_packed_task_losses_equal_the_per_task_losses_and_their_gradients(adapter, world):
+    """``task_losses`` runs all tasks in one forward (rows of different lengths, CFG rows without their image)
+    and must give each task's own loss, and the same gradients, for all tasks or a subset."""
+    tokens, inner = adapter.image_tokens(world["targets"]), adapter.model.model
+    batches = {
+        "understanding": adapter.understanding_batch(world["images"], world["questions"], world["answers"]),
+        "generation": adapter.generation_batch(world["captions"], tokens, drop_prompt=torch.tensor([0, 1, 0, 0])),
+        "proxy": adapter.proxy_batch(world["images"][:3], [INSTRUCTION, "render depth", "x"], tokens[:3],
+                                     drop_prompt=torch.tensor([0, 0, 1])),
+    }
+    parameters = [inner.language_model.layers[0].self_attn.q_proj.weight,
+                  inner.vision_model.embeddings.patch_embedding.weight, inner.generation_head.vision_head.weight]
+    for tasks in (("understanding", "generation", "proxy"), ("understanding", "generation")):
+        packed = adapter.task_losses({task: batches[task] for task in tasks})
+        alone = {task: getattr(adapter, f"{task}_loss")(batches[task]) for task in tasks}
+        assert list(packed) == list(tasks)
+        for task in tasks:
+            torch.testing.assert_close(packed[task], alone[task], rtol=1e-5, atol=0)
+        gradients = [torch.autograd.grad(sum(losses.values()), parameters) for losses in (packed, alone)]
+        for packed_grad, alone_grad in zip(*gradients, strict=True):
+            assert float(packed_grad.abs().sum()) > 0
+            torch.testing.assert_close(packed_grad, alone_grad, rtol=1e-4, atol=1e-6)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):  # dtypes mix when packing: still fp32
+        for task, loss in adapter.task_losses(batches).items():
+            reference = float(getattr(adapter, f"{task}_loss")(batches[task]))
+            assert loss.dtype == torch.float32 and abs(float(loss) - reference) < 0.02 * reference, task
+
+
 def test_unconditional_prompt_keeps_only_bos_and_boi(adapter, world):
     tokens = adapter.image_tokens(world["targets"])
     batch = adapter.proxy_batch(world["images"], [INSTRUCTION] * 4, tokens, drop_prompt=torch.tensor([1, 0, 0, 0]))

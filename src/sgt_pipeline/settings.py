@@ -2,9 +2,9 @@
 
 from kedro.config import OmegaConfigLoader
 
-from sgt_pipeline.hooks import ValidationReportHooks
+from sgt_pipeline.hooks import NodeTimingHooks, ValidationReportHooks
 
-HOOKS = (ValidationReportHooks(),)
+HOOKS = (ValidationReportHooks(), NodeTimingHooks())
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {

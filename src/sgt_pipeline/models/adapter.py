@@ -8,7 +8,8 @@ answer + eos, supervised on the answer and eos only; generation = prompt ending 
 the target's VQ tokens, predicted by the generation head at the positions before each of them; proxy = the
 same with the input image inside the prompt (its placeholders receive aligned understanding-encoder features
 through ``JanusModel.get_image_features`` / ``get_placeholder_mask``) and the *target's* tokens as labels.
-Inference methods (answer, option_scores, generate_image, generate_target, features) live in inference.py.
+A training micro-batch packs every task into one sequence batch (``task_losses``): one vision-encoder and one
+language-model call, as Janus trains. Inference methods (answer, option_scores, generate_image, generate_target, features) live in inference.py.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from .prompts import PromptFormatter, as_image_list, left_pad, position_ids
 from .vq import tokenize_images
 
 IGNORE = -100
+TASKS = ("understanding", "generation", "proxy")
+IMAGE_TASKS = ("generation", "proxy")  # predicted by the generation head
 
 
 class JanusAdapter(JanusInference):
@@ -32,6 +35,7 @@ class JanusAdapter(JanusInference):
         adapter = JanusAdapter(model, processor)  # or JanusAdapter.from_pretrained(local_dir, device, dtype)
         batch = adapter.understanding_batch(images, questions, answers)   # also generation_batch, proxy_batch
         loss = adapter.understanding_loss(batch)                          # also generation_loss, proxy_loss
+        losses = adapter.task_losses({"understanding": batch, "proxy": proxy})  # one forward for all tasks
         adapter.answer(images, questions); adapter.generate_target(images, instructions, seed=0)
 
     Images: uint8 (B, H, W, 3) arrays or lists of (H, W, 3), any size (the processor resizes and pads).
@@ -148,11 +152,20 @@ class JanusAdapter(JanusInference):
 
     def embed(self, input_ids: torch.Tensor, pixel_values: torch.Tensor | None = None) -> torch.Tensor:
         """Token embeddings with aligned vision features in the image placeholders of rows that have them."""
+        if pixel_values is not None:
+            pixel_values = pixel_values[self._image_rows(input_ids).to(pixel_values.device)]
+        return self._embed(input_ids, pixel_values)
+
+    def _image_rows(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """(B,) bool: rows with image placeholders (a prompt dropped for CFG has none, whatever its pixels)."""
+        return (input_ids == self.prompts.image_id).any(-1)
+
+    def _embed(self, input_ids: torch.Tensor, images: torch.Tensor | None) -> torch.Tensor:
+        """``embed`` given the pixels of exactly the rows with placeholders, in row order: one vision call."""
         embeds = self.model.get_input_embeddings()(input_ids)
-        rows = (input_ids == self.prompts.image_id).any(-1)
-        if pixel_values is not None and bool(rows.any()):
+        if images is not None and len(images):
             inner = self.model.model
-            features = inner.get_image_features(pixel_values[rows.to(pixel_values.device)]).pooler_output
+            features = inner.get_image_features(images).pooler_output
             features = features.reshape(-1, embeds.shape[-1]).to(embeds.dtype)
             mask = inner.get_placeholder_mask(input_ids, inputs_embeds=embeds, image_features=features)
             embeds = embeds.masked_scatter(mask, features)
@@ -162,37 +175,80 @@ class JanusAdapter(JanusInference):
         return self.model.model.language_model(
             inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids(attention_mask), **kwargs)
 
+    def _packed_hidden(self, batches: dict[str, dict]) -> tuple[torch.Tensor, ...]:
+        """Last hidden states (B, T, D) of each batch (on the device), from ONE vision and ONE language-model call.
+
+        A row is its batch's sequence: ``input_ids`` for understanding; for the image tasks the prompt followed
+        by the label tokens but the last, embedded for generation. Rows are left-padded to the longest one (T);
+        as positions are counted over the attention mask, every token keeps its position and attended context,
+        so the hidden states equal those of each batch alone (to float rounding), right-aligned.
+        """
+        slot, n = -1, self.num_image_tokens  # slot: an id marking the positions of the generated image tokens
+        ids, masks, images, generated = [], [], [], []
+        for task, batch in batches.items():
+            input_ids, mask = batch["input_ids"], batch["attention_mask"]
+            if "pixel_values" in batch:
+                images.append(batch["pixel_values"][self._image_rows(input_ids)])
+            if task in IMAGE_TASKS:
+                generated.append(batch["labels"][:, :-1])
+                input_ids, mask = F.pad(input_ids, (0, n - 1), value=slot), F.pad(mask, (0, n - 1), value=1)
+            ids.append(input_ids)
+            masks.append(mask)
+        length = max(row.shape[1] for row in ids)
+        ids = torch.cat([F.pad(row, (length - row.shape[1], 0), value=self.prompts.pad_id) for row in ids])
+        mask = torch.cat([F.pad(row, (length - row.shape[1], 0), value=0) for row in masks])
+        slots = ids == slot
+        embeds = self._embed(ids.masked_fill(slots, self.prompts.pad_id), torch.cat(images) if images else None)
+        if generated:
+            image_embeds = self.model.prepare_embeddings_for_image_generation(torch.cat(generated))
+            embeds = embeds.masked_scatter(slots[..., None], image_embeds.to(embeds.dtype))
+        hidden = self._language_model(embeds, mask).last_hidden_state
+        return hidden.split([len(batch["input_ids"]) for batch in batches.values()])
+
+    def _text_logits(self, hidden: torch.Tensor, labels: torch.Tensor):
+        """(logits (M, V) float, targets (M,), row of each) at the supervised tokens; hidden right-aligned."""
+        labels = labels[:, 1:]
+        selected = labels != IGNORE
+        logits = self.model.lm_head(hidden[:, -labels.shape[1] - 1:-1][selected]).float()
+        return logits, labels[selected], selected.nonzero()[:, 0]
+
+    def _image_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Generation-head logits (B, N, codebook) at the last N positions: the prompt's last token (begin-of-
+        image) and every image token but the last each predict the next image token."""
+        return self.model.model.generation_head(hidden[:, -self.num_image_tokens:]).float()
+
     def supervised_logits(self, batch: dict):
         """(logits (M, V) float, targets (M,), row of each) for the supervised text tokens of a batch."""
         batch = self._to_device(batch)
-        embeds = self.embed(batch["input_ids"], batch.get("pixel_values"))
-        hidden = self._language_model(embeds, batch["attention_mask"]).last_hidden_state
-        labels = batch["labels"][:, 1:]
-        selected = labels != IGNORE
-        logits = self.model.lm_head(hidden[:, :-1][selected]).float()
-        return logits, labels[selected], selected.nonzero()[:, 0]
+        return self._text_logits(self._packed_hidden({"understanding": batch})[0], batch["labels"])
 
     def image_logits(self, batch: dict) -> torch.Tensor:
         """Generation-head logits (B, N, codebook) predicting each label token from the tokens before it."""
-        batch = self._to_device(batch)
-        input_ids, labels = batch["input_ids"], batch["labels"]
-        embeds = self.embed(input_ids, batch.get("pixel_values"))
-        image_embeds = self.model.prepare_embeddings_for_image_generation(labels[:, :-1]).to(embeds.dtype)
-        mask = batch["attention_mask"]
-        mask = torch.cat([mask, mask.new_ones(labels.shape[0], labels.shape[1] - 1)], dim=1)
-        hidden = self._language_model(torch.cat([embeds, image_embeds], dim=1), mask).last_hidden_state
-        return self.model.model.generation_head(hidden[:, input_ids.shape[1] - 1:]).float()
+        return self._image_logits(self._packed_hidden({"generation": self._to_device(batch)})[0])
 
     # ----- losses (mean cross-entropy over the supervised tokens) -----
+    def task_losses(self, batches: dict[str, dict]) -> dict[str, torch.Tensor]:
+        """``{task: loss}`` for any of understanding / generation / proxy, all tasks in one packed forward
+        (per-call overhead dominates a small model's step); each loss equals the task's own ``*_loss``."""
+        if set(batches) - set(TASKS):
+            raise ValueError(f"unknown tasks {sorted(set(batches) - set(TASKS))}; expected some of {TASKS}")
+        if "proxy" in batches and "pixel_values" not in batches["proxy"]:
+            raise ValueError("a proxy batch carries the input image (pixel_values); build it with proxy_batch")
+        batches = {task: self._to_device(batch) for task, batch in batches.items()}
+        losses = {}
+        for (task, batch), hidden in zip(batches.items(), self._packed_hidden(batches), strict=True):
+            if task in IMAGE_TASKS:
+                logits, targets = self._image_logits(hidden).flatten(0, 1), batch["labels"].flatten()
+            else:
+                logits, targets, _ = self._text_logits(hidden, batch["labels"])
+            losses[task] = F.cross_entropy(logits, targets)
+        return losses
+
     def understanding_loss(self, batch: dict) -> torch.Tensor:
-        logits, targets, _ = self.supervised_logits(batch)
-        return F.cross_entropy(logits, targets)
+        return self.task_losses({"understanding": batch})["understanding"]
 
     def generation_loss(self, batch: dict) -> torch.Tensor:
-        logits = self.image_logits(batch)
-        return F.cross_entropy(logits.flatten(0, 1), batch["labels"].to(logits.device).flatten())
+        return self.task_losses({"generation": batch})["generation"]
 
     def proxy_loss(self, batch: dict) -> torch.Tensor:
-        if "pixel_values" not in batch:
-            raise ValueError("a proxy batch carries the input image (pixel_values); build it with proxy_batch")
-        return self.generation_loss(batch)
+        return self.task_losses({"proxy": batch})["proxy"]

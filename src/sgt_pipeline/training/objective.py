@@ -22,7 +22,7 @@ class LossWeights(BaseModel):
 
 class SGTLoss(torch.nn.Module):
     """``forward({task: batch}) -> (Σ λ_task · loss_task, metrics)``, each loss a mean over its own tokens
-    (SGT: ``ce_weight · CE + mse_weight · MSE`` over one packed batch).
+    (SGT: ``ce_weight · CE + mse_weight · MSE`` over one packed batch; here too, ``JanusAdapter.task_losses``)
 
     A module (holding the Janus model) so that DDP/FSDP can wrap it: every loss runs through one
     ``forward``, which is what distributed wrappers hook.
@@ -35,12 +35,9 @@ class SGTLoss(torch.nn.Module):
         self.weights = weights
 
     def forward(self, batches: dict[str, dict]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        total, metrics = 0.0, {}
-        for task, batch in batches.items():
-            loss = getattr(self.adapter, f"{task}_loss")(batch)
-            total = total + getattr(self.weights, task) * loss
-            metrics[f"loss/{task}"] = loss.detach()
-        return total, metrics
+        losses = self.adapter.task_losses(batches)  # every task in one packed forward
+        total = sum(getattr(self.weights, task) * loss for task, loss in losses.items())
+        return total, {f"loss/{task}": loss.detach() for task, loss in losses.items()}
 
 
 def sgt_objective(module: torch.nn.Module, batch: dict):
