@@ -3,10 +3,13 @@ the base model is cached by fingerprint."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 
 from sgt_pipeline.models import JanusAdapter, TinyJanusConfig, build_processor, build_tiny_janus
 from sgt_pipeline.models.tokenizer import build_word_tokenizer
@@ -119,3 +122,52 @@ def test_loss_weights_weigh_the_tasks_inside_every_step(adapter, tmp_path):
         adapter.model.load_state_dict(initial)
     head = "model.generation_head.proj_out.weight"
     assert head in trained[0] and not torch.equal(trained[0][head], trained[1][head])
+
+
+@pytest.mark.slow
+def test_default_architecture_learns_to_read_the_image(tmp_path):
+    """The shipped tiny architecture (conf/base) learns to answer from the image within 150 steps.
+
+    Two coloured squares on grey noise; "what color is the left/right square?". A model that reads the image
+    names one of the two colours present (chance: 2 of 4). With transformers' initializer_range 0.02 this
+    tiny model stayed at exactly that chance (0.50) and the whole base model was blind (issue 3)."""
+    colours = {"red": (230, 40, 40), "green": (40, 200, 60), "blue": (40, 80, 230), "yellow": (230, 220, 40)}
+    names = list(colours)
+
+    def squares(n: int, seed: int):
+        rng = np.random.default_rng(seed)
+        images = rng.integers(60, 140, (n, 64, 64, 3), dtype=np.uint8)
+        questions, answers, present = [], [], []
+        for image in images:
+            left, right = rng.choice(len(names), 2, replace=False)
+            y_left, y_right = rng.integers(0, 48, 2)
+            image[y_left:y_left + 16, 4:20] = colours[names[left]]
+            image[y_right:y_right + 16, 44:60] = colours[names[right]]
+            side = ("left", "right")[rng.integers(2)]
+            questions.append(f"what color is the {side} square?")
+            answers.append(names[left] if side == "left" else names[right])
+            present.append({names[left], names[right]})
+        return images, questions, answers, present
+
+    shipped = yaml.safe_load((Path(__file__).parents[1] / "conf/base/parameters_pretrain.yml").read_text())
+    tiny = TinyJanusConfig.model_validate(shipped["model"]["tiny"])
+    tokenizer = build_word_tokenizer("what color is the left right square ?".split() + names)
+    model = JanusAdapter(build_tiny_janus(tiny, tokenizer),
+                         build_processor(tokenizer, tiny.image_size, tiny.num_image_tokens))
+    images, questions, answers, _ = squares(512, seed=0)
+    examples = SplitExamples(np.arange(len(images)), images, {},
+                             pd.DataFrame({"row": np.arange(len(images)), "question": questions,
+                                           "answer": answers, "type": "color"}),
+                             pd.DataFrame({"row": [], "prompt": []}))
+    config = MixtureTrainingConfig.model_validate({
+        "proxy_kind": "none", "mixture": {"understanding": 1.0}, "global_batch": 32,
+        "trainer": {"max_steps": 150, "lr": 2e-3, "warmup_steps": 20, "schedule": "constant", "precision": "fp32",
+                    "checkpoint_every": 1000, "out_dir": str(tmp_path / "run")}})
+    train_umm(model, examples, config)
+
+    val_images, val_questions, _, val_present = squares(128, seed=1)
+    model.model.eval()
+    with torch.no_grad():
+        scores = model.option_scores(val_images, val_questions, [names] * len(val_images))
+    named_present = np.mean([names[int(np.argmax(s))] in p for s, p in zip(scores, val_present)])
+    assert named_present >= 0.9, f"names a colour in the image for {named_present:.2f} of questions (chance 0.5)"
