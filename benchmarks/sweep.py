@@ -36,6 +36,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _plain(parameters) -> dict:
+    """Kedro hands typed parameters back as their pydantic models: work on plain dicts."""
+    return parameters.model_dump() if hasattr(parameters, "model_dump") else dict(parameters)
+
+
 def load_inputs(overrides: dict):
     """(sweep config, base path, train run config, train examples, val examples, val COCO) from the catalog."""
     from kedro.framework.session import KedroSession
@@ -53,12 +58,10 @@ def load_inputs(overrides: dict):
         catalog, params = context.catalog, context.params
         tables = [catalog.load(name) for name in ("images", "qa", "captions", "proxy_targets_index", "proxy_targets")]
         base, raw = catalog.load("base_model"), catalog.load("raw_dataset")
-    # Kedro hands typed parameters back as their pydantic models: work on plain dicts.
-    sweep = params["sweep"].model_dump() if hasattr(params["sweep"], "model_dump") else dict(params["sweep"])
+    sweep = _plain(params["sweep"])
     for key, value in overrides.items():  # one level deep: trial, pruner, storage, ...
         sweep[key] = {**sweep[key], **value} if isinstance(value, dict) else value
-    train = PostTrainConfig.model_validate(
-        params["train"].model_dump() if hasattr(params["train"], "model_dump") else params["train"])
+    train = PostTrainConfig.model_validate(_plain(params["train"]))
     return (SweepConfig.model_validate(sweep), base["path"], train.run, load_split_examples("train", *tables),
             load_split_examples("val", *tables, proxy_kinds=[]), COCO(raw["splits"]["val"]["instances_json"]))
 
