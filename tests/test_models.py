@@ -19,6 +19,7 @@ from sgt_pipeline.models import (
     tokenize_images,
     vq_forward,
 )
+from sgt_pipeline.models.token_cache import cached_image_tokens, tokens_key
 from sgt_pipeline.models.vq import images_to_vq_pixels, quantize_unnormalised
 from sgt_pipeline.world import WorldConfig, vocabulary
 from sgt_pipeline.world.captions import scene_captions
@@ -322,6 +323,31 @@ def test_tokenize_images_is_the_original_normalised_quantisation(adapter, world)
             codebook.copy_(original)
 
 
+def test_token_cache_serves_exact_tokens_and_misses_when_encoder_or_images_change(tokenizer, world, tmp_path):
+    adapter = make_adapter(tokenizer)
+    images, cache = world["images"], tmp_path / "tokens"
+    expected = adapter.image_tokens(images)
+    assert torch.equal(cached_image_tokens(adapter, images, cache), expected)
+    assert len(list(cache.glob("*.safetensors"))) == 1
+
+    def refuse(_images):
+        raise AssertionError("tokenised again although the cache holds these tokens")
+
+    adapter.image_tokens = refuse
+    assert torch.equal(cached_image_tokens(adapter, images, cache), expected)  # served from disk
+    del adapter.image_tokens
+    decoder_weight = adapter.model.model.vqmodel.decoder.conv_out.weight
+    with torch.no_grad():
+        decoder_weight.add_(1.0)  # the decoder does not decide tokens: still a hit
+    assert tokens_key(adapter, images) == next(cache.glob("*.safetensors")).stem
+    with torch.no_grad():
+        adapter.model.model.vqmodel.quant_conv.weight.mul_(-1.0)  # the encoder does: a miss
+    assert not torch.equal(cached_image_tokens(adapter, images, cache), expected)
+    flipped = np.ascontiguousarray(images[:, :, ::-1])
+    assert torch.equal(cached_image_tokens(adapter, flipped, cache), adapter.image_tokens(flipped))
+    assert len(list(cache.glob("*.safetensors"))) == 3
+
+
 def test_vq_forward_trains_encoder_codebook_and_decoder(tokenizer):
     adapter = make_adapter(tokenizer, seed=2, vq_channel_multiplier=[1, 1, 1])
     vq = set_vq_trainable(adapter.model.model.vqmodel)
@@ -356,6 +382,21 @@ def test_vq_forward_trains_encoder_codebook_and_decoder(tokenizer):
 
 
 # ----- inference -----
+def test_option_scores_equal_the_full_sequence_log_likelihood(adapter, world):
+    """Scoring continues each option from the prompt's cache; it must equal scoring prompt + option whole."""
+    images, questions = world["images"][:3], world["questions"][:3]
+    options = [["yes", "no"], ["a red circle", "one", "two blue squares on a striped background"], ["three"]]
+    scores = adapter.option_scores(images, questions, options)
+    owners = [i for i, opts in enumerate(options) for _ in opts]
+    flat = [option for opts in options for option in opts]
+    with torch.no_grad():
+        batch = adapter.understanding_batch(images[owners], [questions[i] for i in owners], flat)
+        logits, targets, rows = adapter.supervised_logits(batch)
+        logp = -F.cross_entropy(logits, targets, reduction="none")
+        reference = torch.zeros(len(flat)).index_add_(0, rows, logp)
+    assert np.allclose([s for row in scores for s in row], reference.numpy(), atol=1e-4)
+
+
 def test_inference_shapes_and_determinism(adapter, world):
     images, questions, n = world["images"][:2], world["questions"][:2], adapter.num_image_tokens
     answers = adapter.answer(images, questions, max_new_tokens=3)

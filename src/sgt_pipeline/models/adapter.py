@@ -9,7 +9,8 @@ the target's VQ tokens, predicted by the generation head at the positions before
 same with the input image inside the prompt (its placeholders receive aligned understanding-encoder features
 through ``JanusModel.get_image_features`` / ``get_placeholder_mask``) and the *target's* tokens as labels.
 A training micro-batch packs every task into one sequence batch (``task_losses``): one vision-encoder and one
-language-model call, as Janus trains. Inference methods (answer, option_scores, generate_image, generate_target, features) live in inference.py.
+language-model call, as Janus trains. Inference methods (answer, option_scores, generate_image,
+generate_target, features) live in inference.py.
 """
 
 from __future__ import annotations

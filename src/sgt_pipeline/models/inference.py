@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from .features import Features, locate_features
-from .prompts import as_image_list, left_pad
+from .prompts import as_image_list, left_pad, position_ids
 from .sampling import greedy_text, sample_image_tokens
 from .vq import vq_pixels_to_images
 
@@ -48,16 +48,34 @@ class JanusInference:
         return [self.tokenizer.decode(row, skip_special_tokens=True).strip() for row in tokens.tolist()]
 
     def option_scores(self, images, questions: list[str], options: list[list[str]]) -> list[list[float]]:
-        """Summed log-likelihood of each option as the answer (its tokens and the closing eos)."""
-        images = as_image_list(images)
-        owners = [i for i, opts in enumerate(options) for _ in opts]
-        flat = [option for opts in options for option in opts]
+        """Summed log-likelihood of each option as the answer (its tokens and the closing eos).
+
+        The prompt (image + question) runs once per question; every option continues from the prompt's cached
+        keys and values, so an eight-option question costs one prompt forward and eight short continuations.
+        """
+        owners = torch.tensor([i for i, opts in enumerate(options) for _ in opts], device=self.device)
+        answers = [self.prompts.answer_ids(questions[i], option)
+                   for i, opts in enumerate(options) for option in opts]
         with self._inference():
-            batch = self.understanding_batch([images[i] for i in owners], [questions[i] for i in owners], flat)
-            logits, targets, rows = self.supervised_logits(batch)
-            logp = -F.cross_entropy(logits, targets, reduction="none")
-            sums = torch.zeros(len(flat), device=logp.device).index_add_(0, rows, logp).tolist()
-        out, k = [], 0
+            _, input_ids, mask, pixel_values = self._question_inputs(as_image_list(images), questions)
+            prompt = self._language_model(self.embed(input_ids, pixel_values), mask, use_cache=True)
+            first = F.log_softmax(self.model.lm_head(prompt.last_hidden_state[:, -1]).float(), dim=-1)
+            sums = first[owners, torch.tensor([ids[0] for ids in answers], device=self.device)]
+            # Each later answer token is predicted from the prompt and the answer tokens before it; these rows
+            # are right-padded (left_pad of the reversed rows, flipped back) so they continue the prompt directly.
+            inputs, _ = left_pad([ids[:-1][::-1] for ids in answers], self.prompts.pad_id)
+            targets, continued = left_pad([ids[1:][::-1] for ids in answers], self.prompts.pad_id)
+            inputs, targets, continued = (t.flip(1).to(self.device) for t in (inputs, targets, continued))
+            if inputs.shape[1]:
+                cache = prompt.past_key_values
+                cache.batch_select_indices(owners)
+                full_mask = torch.cat([mask[owners], continued], dim=1)
+                hidden = self.model.model.language_model(
+                    inputs_embeds=self.embed(inputs), attention_mask=full_mask, past_key_values=cache,
+                    position_ids=position_ids(full_mask)[:, -inputs.shape[1]:]).last_hidden_state
+                logp = F.log_softmax(self.model.lm_head(hidden).float(), dim=-1)
+                sums += (logp.gather(-1, targets[..., None])[..., 0] * continued).sum(1)
+        sums, out, k = sums.tolist(), [], 0
         for opts in options:
             out.append(sums[k:k + len(opts)])
             k += len(opts)

@@ -1,8 +1,9 @@
 """Batches of the SGT mixture: a deterministic function of (step, micro-step, rank).
 
 The VQ tokenizer is frozen while post-training, so the image tokens of every image (text-to-image
-targets) and of every proxy target are computed once up front; a batch is then a gather plus prompt
-tokenisation, which keeps data loading a small share of the step.
+targets) and of every proxy target are computed once up front, or read from the token cache
+(``models.token_cache``); a batch is then a gather plus prompt tokenisation, which keeps data loading a
+small share of the step.
 """
 
 from __future__ import annotations
@@ -10,8 +11,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from sgt_pipeline.models.adapter import TASKS
+from sgt_pipeline.models.token_cache import cached_image_tokens
 from sgt_pipeline.training.examples import SplitExamples
-from sgt_pipeline.training.mixture import TASKS, TaskMixture
+from sgt_pipeline.training.mixture import TaskMixture
 
 
 class SGTBatches:
@@ -19,7 +22,7 @@ class SGTBatches:
 
     def __init__(self, adapter, examples: SplitExamples, *, weights: dict[str, float],
                  proxy_kind: str, global_batch: int, grad_accum_steps: int,
-                 seed: int = 0, cfg_dropout: float = 0.1):
+                 seed: int = 0, cfg_dropout: float = 0.1, token_cache_dir: str | None = None):
         if proxy_kind == "none":
             weights = {**weights, "proxy": 0.0}
         self.adapter, self.examples, self.proxy_kind = adapter, examples, proxy_kind
@@ -28,9 +31,9 @@ class SGTBatches:
         sizes = {"understanding": len(examples.understanding), "generation": len(examples.generation),
                  "proxy": 0 if self.proxy_examples is None else len(self.proxy_examples)}
         self.mixture = TaskMixture(weights, sizes, global_batch, seed)
-        self.image_tokens = (adapter.image_tokens(examples.images)
+        self.image_tokens = (cached_image_tokens(adapter, examples.images, token_cache_dir)
                              if "generation" in self.mixture.tasks else None)
-        self.target_tokens = (adapter.image_tokens(examples.targets[proxy_kind])
+        self.target_tokens = (cached_image_tokens(adapter, examples.targets[proxy_kind], token_cache_dir)
                               if self.proxy_examples is not None else None)
 
     def __call__(self, step: int, micro_step: int, rank: int = 0, world_size: int = 1) -> dict[str, dict]:

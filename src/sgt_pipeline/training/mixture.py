@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-TASKS = ("understanding", "generation", "proxy")
+from sgt_pipeline.models.adapter import TASKS
 
 
 class TaskMixture:

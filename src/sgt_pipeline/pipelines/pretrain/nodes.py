@@ -15,5 +15,7 @@ def pretrain_base_model(images: pd.DataFrame, qa: pd.DataFrame, captions: pd.Dat
                         targets_index: pd.DataFrame, targets: dict[str, Callable], palettes: dict,
                         model: ModelConfig, pretrain: PretrainConfig) -> dict:
     """Reference to the base model; pretrains the tiny Janus only when its inputs or config changed."""
-    examples = load_split_examples("train", images, qa, captions, targets_index, targets)
+    # Only the kinds the VQ trains on, and instance targets for its round-trip check.
+    examples = load_split_examples("train", images, qa, captions, targets_index, targets,
+                                   proxy_kinds=sorted({*pretrain.vq_kinds, "instance"}))
     return prepare_base_model(examples, model, pretrain, Palette.from_dict(palettes["instance"]))

@@ -14,6 +14,8 @@ def post_train_model(images: pd.DataFrame, qa: pd.DataFrame, captions: pd.DataFr
                      targets_index: pd.DataFrame, targets: dict[str, Callable], base_model: dict,
                      config: PostTrainConfig) -> tuple[dict, dict]:
     """SGT post-training from the base model: (reference to the trained model, training metrics)."""
-    examples = load_split_examples("train", images, qa, captions, targets_index, targets)
+    kind = config.run.proxy_kind
+    examples = load_split_examples("train", images, qa, captions, targets_index, targets,
+                                   proxy_kinds=[] if kind == "none" else [kind])
     reference = post_train(examples, base_model, config)
     return reference, reference["metrics"]
