@@ -171,3 +171,20 @@ def test_default_architecture_learns_to_read_the_image(tmp_path):
         scores = model.option_scores(val_images, val_questions, [names] * len(val_images))
     named_present = np.mean([names[int(np.argmax(s))] in p for s, p in zip(scores, val_present)])
     assert named_present >= 0.9, f"names a colour in the image for {named_present:.2f} of questions (chance 0.5)"
+
+
+def test_where_the_token_cache_lives_changes_no_run_identity():
+    # Run ids, base fingerprints and study keys hash result_json(): moving the VQ token cache must not
+    # retrain anything, while a setting that changes the weights must.
+    from sgt_pipeline.training.base_model import ModelConfig, PretrainConfig, fingerprint
+
+    run = MixtureTrainingConfig.model_validate(
+        {"vq_token_cache": "data/05_model_input/vq_tokens", "trainer": {"max_steps": 10, "out_dir": "runs"}})
+    moved = run.model_copy(update={"vq_token_cache": None})
+    faster = run.model_copy(update={"trainer": run.trainer.model_copy(update={"lr": 1e-3})})
+    assert moved.result_json() == run.result_json() != faster.result_json()
+
+    examples, model = _examples(2), ModelConfig(tiny=TINY)
+    base = fingerprint(examples, model, PretrainConfig(base=run))
+    assert fingerprint(examples, model, PretrainConfig(base=moved, output_dir="elsewhere")) == base
+    assert fingerprint(examples, model, PretrainConfig(base=faster)) != base

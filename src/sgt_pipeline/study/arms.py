@@ -92,7 +92,7 @@ def run_arm(inputs: StudyInputs, run: MixtureTrainingConfig, arm: Arm, seed: int
 
 
 def _result_key(inputs: StudyInputs, run: MixtureTrainingConfig, arm: Arm, seed: int, config: StudyConfig) -> str:
-    arm_config = arm_run(run, arm, seed, config.steps, Path(".")).model_dump_json(exclude={"vq_token_cache"})
+    arm_config = arm_run(run, arm, seed, config.steps, Path(".")).result_json()
     parts = [inputs.base_fingerprint, arm_config,
              inputs.evaluation.model_dump_json(), str(config.questions_per_type), str(config.generation_prompts),
              code_digest()]

@@ -74,7 +74,8 @@ def fingerprint(examples: SplitExamples, model: ModelConfig, pretrain: PretrainC
         digest.update(kind.encode() + np.ascontiguousarray(examples.targets[kind]).tobytes())
     digest.update(json.dumps(text_vocabulary(examples)).encode())
     digest.update(model.model_dump_json().encode())
-    digest.update(pretrain.model_dump_json(exclude={"output_dir": True, "base": {"vq_token_cache"}}).encode())
+    digest.update(pretrain.model_dump_json(exclude={"output_dir", "base"}).encode())
+    digest.update(pretrain.base.result_json().encode())
     return digest.hexdigest()
 
 

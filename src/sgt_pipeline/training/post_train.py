@@ -31,7 +31,7 @@ def post_train(examples: SplitExamples, base_model: dict, config: PostTrainConfi
     started = time.perf_counter()
     adapter = JanusAdapter.from_pretrained(base_model["path"])
     run_id = hashlib.blake2b(
-        (base_model["fingerprint"] + config.run.model_dump_json(exclude={"vq_token_cache"}) + code_digest()).encode(),
+        (base_model["fingerprint"] + config.run.result_json() + code_digest()).encode(),
         digest_size=8).hexdigest()
     trainer = config.run.trainer
     run = config.run.model_copy(update={"trainer": trainer.model_copy(

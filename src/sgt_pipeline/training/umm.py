@@ -30,9 +30,13 @@ class MixtureTrainingConfig(BaseModel):
     global_batch: int = Field(16, gt=0)  # examples per micro-batch, summed over ranks
     cfg_dropout: float = Field(0.1, ge=0, le=1)  # share of image-generation rows trained unconditionally
     # Directory of cached VQ tokens of images and targets (``models.token_cache``); None: tokenise every run.
-    # Where the cache lives changes no result, so run ids and fingerprints leave it out.
     vq_token_cache: str | None = None
     trainer: TrainerConfig
+
+    def result_json(self) -> str:
+        """The settings that determine the trained weights, as JSON: what run ids and fingerprints hash
+        (where the token cache lives changes no result)."""
+        return self.model_dump_json(exclude={"vq_token_cache"})
 
 
 def train_umm(adapter, examples: SplitExamples, config: MixtureTrainingConfig,
