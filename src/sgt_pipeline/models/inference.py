@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from .features import Features, locate_features
-from .prompts import as_image_list, left_pad, position_ids
+from .prompts import as_image_list, left_pad, position_ids, right_pad
 from .sampling import greedy_text, sample_image_tokens
 from .vq import vq_pixels_to_images
 
@@ -61,11 +61,10 @@ class JanusInference:
             prompt = self._language_model(self.embed(input_ids, pixel_values), mask, use_cache=True)
             first = F.log_softmax(self.model.lm_head(prompt.last_hidden_state[:, -1]).float(), dim=-1)
             sums = first[owners, torch.tensor([ids[0] for ids in answers], device=self.device)]
-            # Each later answer token is predicted from the prompt and the answer tokens before it; these rows
-            # are right-padded (left_pad of the reversed rows, flipped back) so they continue the prompt directly.
-            inputs, _ = left_pad([ids[:-1][::-1] for ids in answers], self.prompts.pad_id)
-            targets, continued = left_pad([ids[1:][::-1] for ids in answers], self.prompts.pad_id)
-            inputs, targets, continued = (t.flip(1).to(self.device) for t in (inputs, targets, continued))
+            # Each later answer token is predicted from the prompt and the answer tokens before it.
+            inputs, _ = right_pad([ids[:-1] for ids in answers], self.prompts.pad_id)
+            targets, continued = right_pad([ids[1:] for ids in answers], self.prompts.pad_id)
+            inputs, targets, continued = (t.to(self.device) for t in (inputs, targets, continued))
             if inputs.shape[1]:
                 cache = prompt.past_key_values
                 cache.batch_select_indices(owners)

@@ -24,16 +24,27 @@ def as_image_list(images) -> list[np.ndarray]:
     return [np.ascontiguousarray(np.asarray(image, dtype=np.uint8)) for image in images]
 
 
-def left_pad(rows: Sequence[Sequence[int]], value: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Left-pad integer rows -> (values (B, L) long, attention mask (B, L) long)."""
+def _pad(rows: Sequence[Sequence[int]], value: int, left: bool) -> tuple[torch.Tensor, torch.Tensor]:
     length = max(len(row) for row in rows)
     values = torch.full((len(rows), length), value, dtype=torch.long)
     mask = torch.zeros((len(rows), length), dtype=torch.long)
     for i, row in enumerate(rows):
         if len(row):
-            values[i, length - len(row):] = torch.as_tensor(list(row), dtype=torch.long)
-            mask[i, length - len(row):] = 1
+            span = slice(length - len(row), length) if left else slice(0, len(row))
+            values[i, span] = torch.as_tensor(list(row), dtype=torch.long)
+            mask[i, span] = 1
     return values, mask
+
+
+def left_pad(rows: Sequence[Sequence[int]], value: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-pad integer rows -> (values (B, L) long, attention mask (B, L) long)."""
+    return _pad(rows, value, left=True)
+
+
+def right_pad(rows: Sequence[Sequence[int]], value: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad integer rows -> (values (B, L) long, attention mask (B, L) long): rows that continue a
+    left-padded prompt (and its KV cache) directly."""
+    return _pad(rows, value, left=False)
 
 
 def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
