@@ -112,7 +112,14 @@ def evaluate_model(adapter, coco, images: np.ndarray, image_ids: list[int], targ
             lambda x: adapter.generate_target(x, [instruction] * len(x), cfg_scale=config.cfg_scale,
                                               temperature=0.0, seed=config.seed), k, 32, images[:k]))
         palette = palettes.get(proxy_kind) if proxy_kind == "semantic" else None
-        metrics.update(proxy_metrics(proxy_kind, generated, targets[proxy_kind][:k], palette))
+        truth = targets[proxy_kind][:k]
+        metrics.update(proxy_metrics(proxy_kind, generated, truth, palette))
+        # The VQ tokenizer's ceiling: the true targets' own tokens, decoded and scored the same way. The gap
+        # to it is the language model's; the ceiling's gap to 1 is the tokenizer's.
+        round_trip = np.concatenate(_batched(
+            lambda x: adapter.decode_image_tokens(adapter.image_tokens(x)), k, 32, truth))
+        metrics.update({key.replace("proxy/", "proxy_ceiling/", 1): value
+                        for key, value in proxy_metrics(proxy_kind, round_trip, truth, palette).items()})
 
     geneval = pd.DataFrame()
     if config.geneval_per_task and (world is not None or detector is not None):

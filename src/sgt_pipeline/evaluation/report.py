@@ -57,8 +57,9 @@ def grid_image(evaluation: Evaluation, scale: int = 3) -> np.ndarray | None:
     return np.asarray(grid.resize((grid.width * scale, grid.height * scale), Image.NEAREST))
 
 
-def _table(rows: list[tuple[str, str]]) -> str:
-    return "\n".join(["| metric | value |", "|---|---|", *(f"| `{k}` | {v} |" for k, v in rows)])
+def _table(rows: list[tuple[str, ...]], header: tuple[str, ...] = ("metric", "value")) -> str:
+    return "\n".join([f"| {' | '.join(header)} |", "|---" * len(header) + "|",
+                      *(f"| `{key}` | {' | '.join(values)} |" for key, *values in rows)])
 
 
 def markdown_report(evaluation: Evaluation, model_path: str, proxy_kind: str) -> str:
@@ -70,7 +71,8 @@ def markdown_report(evaluation: Evaluation, model_path: str, proxy_kind: str) ->
     pope = [(f"und/pope_{s}_f1", f"{fmt(f'und/pope_{s}_f1')} (yes-ratio {fmt(f'und/pope_{s}_yes_ratio')})")
             for s in ("random", "popular", "adversarial")]
     gen = [(k, fmt(k)) for k in sorted(m) if k.startswith("gen/")]
-    proxy = [(k, fmt(k)) for k in sorted(m) if k.startswith("proxy/")]
+    proxy = [(k, fmt(k), fmt(k.replace("proxy/", "proxy_ceiling/", 1))) for k in sorted(m) if k.startswith("proxy/")]
+    proxy_header = ("metric", "generated", "VQ round trip of the true target (ceiling)")
     best = evaluation.probe.loc[evaluation.probe["probe_acc"].idxmax()]
     lines = [
         "# Evaluation report", "",
@@ -78,7 +80,7 @@ def markdown_report(evaluation: Evaluation, model_path: str, proxy_kind: str) ->
         "with the highest log-likelihood), so chance is the majority answer shown beside each accuracy."), "",
         "## Understanding", "", _table(und_rows + pope + [("und/overall", fmt("und/overall"))]), "",
         "## Generation (GenEval-style)", "", _table(gen) if gen else "Not run (no shapes world, no detector_path).",
-        "", "## Proxy quality", "", _table(proxy) if proxy else "No proxy task.", "",
+        "", "## Proxy quality", "", _table(proxy, proxy_header) if proxy else "No proxy task.", "",
         "## Analyses", "",
         (f"Linear probe on image-token features: best layer {int(best['layer'])} at accuracy "
         f"{best['probe_acc']:.3f} (majority {best['majority_acc']:.3f}), Fisher ratio {best['fisher_ratio']:.3f}. "
