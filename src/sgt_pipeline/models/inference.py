@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from .features import Features, locate_features
 from .prompts import as_image_list, left_pad, position_ids, right_pad
-from .sampling import greedy_text, sample_image_tokens
+from .sampling import greedy_text, run_with_cache, sample_image_tokens
 from .vq import vq_pixels_to_images
 
 
@@ -58,7 +58,9 @@ class JanusInference:
                    for i, opts in enumerate(options) for option in opts]
         with self._inference():
             _, input_ids, mask, pixel_values = self._question_inputs(as_image_list(images), questions)
-            prompt = self._language_model(self.embed(input_ids, pixel_values), mask, use_cache=True)
+            language_model = self.model.model.language_model
+            prompt, kv_cache = run_with_cache(language_model, inputs_embeds=self.embed(input_ids, pixel_values),
+                                              attention_mask=mask, position_ids=position_ids(mask))
             first = F.log_softmax(self.model.lm_head(prompt.last_hidden_state[:, -1]).float(), dim=-1)
             sums = first[owners, torch.tensor([ids[0] for ids in answers], device=self.device)]
             # Each later answer token is predicted from the prompt and the answer tokens before it.
@@ -66,12 +68,12 @@ class JanusInference:
             targets, continued = right_pad([ids[1:] for ids in answers], self.prompts.pad_id)
             inputs, targets, continued = (t.to(self.device) for t in (inputs, targets, continued))
             if inputs.shape[1]:
-                cache = prompt.past_key_values
-                cache.batch_select_indices(owners)
+                kv_cache.batch_select_indices(owners)
                 full_mask = torch.cat([mask[owners], continued], dim=1)
-                hidden = self.model.model.language_model(
-                    inputs_embeds=self.embed(inputs), attention_mask=full_mask, past_key_values=cache,
-                    position_ids=position_ids(full_mask)[:, -inputs.shape[1]:]).last_hidden_state
+                continuation, _ = run_with_cache(
+                    language_model, kv_cache, inputs_embeds=self.embed(inputs), attention_mask=full_mask,
+                    position_ids=position_ids(full_mask)[:, -inputs.shape[1]:])
+                hidden = continuation.last_hidden_state
                 logp = F.log_softmax(self.model.lm_head(hidden).float(), dim=-1)
                 sums += (logp.gather(-1, targets[..., None])[..., 0] * continued).sum(1)
         sums, out, k = sums.tolist(), [], 0

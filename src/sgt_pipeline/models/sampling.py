@@ -6,17 +6,32 @@ which ``generate(generation_mode="image")`` does not support) and left-padded at
 
 from __future__ import annotations
 
+import inspect
+import functools
+
 import torch
 
 from .prompts import position_ids
 
 
-def _step(language_model, embeds, attention_mask, positions, cache):
-    out = language_model(
-        inputs_embeds=embeds, attention_mask=attention_mask, position_ids=positions,
-        past_key_values=cache, use_cache=True,
-    )
-    return out.last_hidden_state[:, -1], out.past_key_values
+@functools.cache
+def _cache_name(forward) -> str:
+    # transformers 5.24 renamed the KV-cache argument and output `past_key_values` to `cache` (the old name
+    # warns, and goes in 5.40); use whichever the installed version has.
+    return "cache" if "cache" in inspect.signature(forward).parameters else "past_key_values"
+
+
+def run_with_cache(language_model, kv_cache=None, **inputs):
+    """``language_model(**inputs, use_cache=True)`` continuing from ``kv_cache``; returns (output, new cache)."""
+    name = _cache_name(type(language_model).forward)
+    out = language_model(**inputs, use_cache=True, **{name: kv_cache})
+    return out, getattr(out, name)
+
+
+def _step(language_model, embeds, attention_mask, positions, kv_cache):
+    out, kv_cache = run_with_cache(language_model, kv_cache, inputs_embeds=embeds, attention_mask=attention_mask,
+                                   position_ids=positions)
+    return out.last_hidden_state[:, -1], kv_cache
 
 
 @torch.no_grad()
