@@ -171,7 +171,8 @@ def _manual_image_loss(adapter, batch) -> torch.Tensor:
             vision = inner.vision_model(batch["pixel_values"][row: row + 1]).last_hidden_state
             embeds[0, is_image] = inner.aligner(vision)[0]
         target = batch["labels"][row]
-        image_embeds = inner.generation_aligner(inner.generation_embeddings(target[:-1]))[None]
+        fed = batch.get("input_tokens", batch["labels"])[row]  # teacher forcing: what the row is fed
+        image_embeds = inner.generation_aligner(inner.generation_embeddings(fed[:-1]))[None]
         hidden = inner.language_model(inputs_embeds=torch.cat([embeds, image_embeds], 1)).last_hidden_state
         logits = inner.generation_head(hidden[0, len(ids) - 1:])
         log_probs = torch.log_softmax(logits, -1)
@@ -187,6 +188,23 @@ def test_generation_and_proxy_losses_match_manual_cross_entropy(adapter, world):
         proxy = adapter.proxy_batch(world["images"], [INSTRUCTION, "render depth", INSTRUCTION, "x"], tokens)
         for batch, loss in ((gen, adapter.generation_loss(gen)), (proxy, adapter.proxy_loss(proxy))):
             assert torch.allclose(loss, _manual_image_loss(adapter, batch), atol=1e-5)
+
+
+def test_noised_input_tokens_are_fed_but_the_true_tokens_are_scored(adapter, world):
+    """Image-token noise (training.batches) changes what teacher forcing feeds, never what is supervised."""
+    tokens = adapter.image_tokens(world["targets"])
+    noised = tokens.clone()
+    noised[:, ::2] = (tokens[:, ::2] + 7) % adapter.model.config.vq_config.num_embeddings
+    with torch.no_grad():
+        proxy = adapter.proxy_batch(world["images"], [INSTRUCTION] * 4, tokens)
+        clean = adapter.proxy_loss(proxy)
+        assert torch.equal(adapter.proxy_loss({**proxy, "input_tokens": tokens}), clean)
+        fed_noise = {**proxy, "input_tokens": noised}
+        loss = adapter.proxy_loss(fed_noise)
+        assert torch.allclose(loss, _manual_image_loss(adapter, fed_noise), atol=1e-5)
+        assert not torch.allclose(loss, clean, atol=1e-4)  # an untrained model: small but real
+        # Scoring the noised tokens instead would be a different loss again.
+        assert not torch.allclose(loss, adapter.proxy_loss({**proxy, "labels": noised}), atol=1e-4)
 
 
 def test_packed_task_losses_equal_the_per_task_losses_and_their_gradients(adapter, world):

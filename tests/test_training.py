@@ -63,6 +63,27 @@ def test_proxy_batches_supervise_the_rendered_target_not_the_input_image(adapter
     torch.testing.assert_close(batch["pixel_values"], expected_pixels)
 
 
+def test_image_token_noise_replaces_inputs_only_and_is_a_function_of_the_step(adapter):
+    examples = _examples()
+    kwargs = dict(weights={"proxy": 1.0, "generation": 1.0, "understanding": 1.0}, proxy_kind="instance",
+                  global_batch=6, grad_accum_steps=1, cfg_dropout=0.0)
+    clean = SGTBatches(adapter, examples, **kwargs)(3, 0)
+    noisy_batches = SGTBatches(adapter, examples, image_token_noise=0.5, **kwargs)
+    noisy = noisy_batches(3, 0)
+    assert "input_tokens" not in noisy["understanding"]
+    replaced = []
+    for task in ("generation", "proxy"):
+        assert "input_tokens" not in clean[task]
+        assert torch.equal(noisy[task]["labels"], clean[task]["labels"])  # the supervision is untouched
+        fed = noisy[task]["input_tokens"]
+        assert fed.shape == clean[task]["labels"].shape and int(fed.max()) < TINY.vq_codebook_size
+        replaced.append((fed != clean[task]["labels"]).float().flatten())
+        assert torch.equal(noisy_batches(3, 0)[task]["input_tokens"], fed)  # resumable: same step, same noise
+        assert not torch.equal(noisy_batches(4, 0)[task]["input_tokens"], noisy_batches(4, 0)[task]["labels"])
+    # Half the positions are redrawn, 63 in 64 of those to another code.
+    assert float(torch.cat(replaced).mean()) == pytest.approx(0.5 * 63 / 64, abs=0.08)
+
+
 def test_tiny_sgt_run_lowers_every_task_loss(adapter, tmp_path):
     examples = _examples()
     config = MixtureTrainingConfig.model_validate({

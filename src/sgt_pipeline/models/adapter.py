@@ -180,7 +180,8 @@ class JanusAdapter(JanusInference):
         """Last hidden states (B, T, D) of each batch (on the device), from ONE vision and ONE language-model call.
 
         A row is its batch's sequence: ``input_ids`` for understanding; for the image tasks the prompt followed
-        by the label tokens but the last, embedded for generation. Rows are left-padded to the longest one (T);
+        by the label tokens but the last (or by ``input_tokens`` when the batch has them), embedded for
+        generation. Rows are left-padded to the longest one (T);
         as positions are counted over the attention mask, every token keeps its position and attended context,
         so the hidden states equal those of each batch alone (to float rounding), right-aligned.
         """
@@ -190,8 +191,8 @@ class JanusAdapter(JanusInference):
             input_ids, mask = batch["input_ids"], batch["attention_mask"]
             if "pixel_values" in batch:
                 images.append(batch["pixel_values"][self._image_rows(input_ids)])
-            if task in IMAGE_TASKS:
-                generated.append(batch["labels"][:, :-1])
+            if task in IMAGE_TASKS:  # teacher forcing: the label tokens, or the noised copy training feeds
+                generated.append(batch.get("input_tokens", batch["labels"])[:, :-1])
                 input_ids, mask = F.pad(input_ids, (0, n - 1), value=slot), F.pad(mask, (0, n - 1), value=1)
             ids.append(input_ids)
             masks.append(mask)

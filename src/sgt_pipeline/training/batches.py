@@ -4,6 +4,12 @@ The VQ tokenizer is frozen while post-training, so the image tokens of every ima
 targets) and of every proxy target are computed once up front, or read from the token cache
 (``models.token_cache``); a batch is then a gather plus prompt tokenisation, which keeps data loading a
 small share of the step.
+
+Image-token noise: a teacher-forced image row sees the true previous tokens, a generating one its own. With
+the tiny model's VQ codes, which depend on the whole image rather than on their patch, the previous tokens
+predict the next one better than the input image does, so greedy generation repeated one code and the
+proxy targets came out blank (teacher-forced argmax: foreground IoU 0.70; generated: 0.09). Replacing a
+share of the *input* tokens by random codes (labels unchanged) makes the model read the image instead.
 """
 
 from __future__ import annotations
@@ -22,11 +28,14 @@ class SGTBatches:
 
     def __init__(self, adapter, examples: SplitExamples, *, weights: dict[str, float],
                  proxy_kind: str, global_batch: int, grad_accum_steps: int,
-                 seed: int = 0, cfg_dropout: float = 0.1, token_cache_dir: str | None = None):
+                 seed: int = 0, cfg_dropout: float = 0.1, image_token_noise: float = 0.0,
+                 token_cache_dir: str | None = None):
         if proxy_kind == "none":
             weights = {**weights, "proxy": 0.0}
         self.adapter, self.examples, self.proxy_kind = adapter, examples, proxy_kind
         self.grad_accum_steps, self.seed, self.cfg_dropout = grad_accum_steps, seed, cfg_dropout
+        self.image_token_noise = image_token_noise
+        self.codebook_size = adapter.model.config.vq_config.num_embeddings
         self.proxy_examples = examples.proxy(proxy_kind) if weights.get("proxy", 0) > 0 else None
         sizes = {"understanding": len(examples.understanding), "generation": len(examples.generation),
                  "proxy": 0 if self.proxy_examples is None else len(self.proxy_examples)}
@@ -56,7 +65,16 @@ class SGTBatches:
                 batches[task] = self.adapter.proxy_batch(
                     ex.images[rows], list(picked["instruction"]), self.target_tokens[rows],
                     drop_prompt=self._dropped(micro_index, rank, len(rows), task))
+            if task != "understanding" and self.image_token_noise > 0:
+                batches[task]["input_tokens"] = self._noised(batches[task]["labels"], micro_index, rank, task)
         return batches
+
+    def _noised(self, labels: torch.Tensor, micro_index: int, rank: int, task: str) -> torch.Tensor:
+        """``labels`` with a share ``image_token_noise`` of positions replaced by uniformly random codes."""
+        rng = np.random.default_rng([self.seed, micro_index, rank, 0x4015E, TASKS.index(task)])
+        replace = torch.from_numpy(rng.random(labels.shape) < self.image_token_noise)
+        codes = torch.from_numpy(rng.integers(0, self.codebook_size, labels.shape))
+        return torch.where(replace, codes, labels)
 
     def _dropped(self, micro_index: int, rank: int, size: int, task: str) -> torch.Tensor:
         """Rows trained unconditionally (prompt replaced by padding) so CFG has an unconditional model."""

@@ -29,6 +29,10 @@ class MixtureTrainingConfig(BaseModel):
     loss_weights: LossWeights = Field(default_factory=LossWeights)
     global_batch: int = Field(16, gt=0)  # examples per micro-batch, summed over ranks
     cfg_dropout: float = Field(0.1, ge=0, le=1)  # share of image-generation rows trained unconditionally
+    # Share of the teacher-forced input image tokens (text-to-image and proxy rows; never their labels)
+    # replaced by random codes, so generation leans on the prompt and input image rather than on copying
+    # the previous token (``training.batches``). 0: plain teacher forcing.
+    image_token_noise: float = Field(0.0, ge=0, le=1)
     # Directory of cached VQ tokens of images and targets (``models.token_cache``); None: tokenise every run.
     vq_token_cache: str | None = None
     trainer: TrainerConfig
@@ -47,7 +51,8 @@ def train_umm(adapter, examples: SplitExamples, config: MixtureTrainingConfig,
     batches = SGTBatches(
         adapter, examples, weights=dict(config.mixture), proxy_kind=config.proxy_kind,
         global_batch=config.global_batch, grad_accum_steps=trainer_config.grad_accum_steps,
-        seed=trainer_config.seed, cfg_dropout=config.cfg_dropout, token_cache_dir=config.vq_token_cache)
+        seed=trainer_config.seed, cfg_dropout=config.cfg_dropout, image_token_noise=config.image_token_noise,
+        token_cache_dir=config.vq_token_cache)
     if len(batches.mixture.tasks) == 1 and not trainer_config.find_unused_parameters:
         # One task alone leaves some parameters unused (e.g. the generation head without image tasks).
         trainer_config = trainer_config.model_copy(update={"find_unused_parameters": True})
