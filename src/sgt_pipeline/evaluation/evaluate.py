@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from sgt_pipeline.evaluation.attention import (
@@ -116,10 +117,16 @@ def evaluate_model(adapter, coco, images: np.ndarray, image_ids: list[int], targ
         metrics.update(proxy_metrics(proxy_kind, generated, truth, palette))
         # The VQ tokenizer's ceiling: the true targets' own tokens, decoded and scored the same way. The gap
         # to it is the language model's; the ceiling's gap to 1 is the tokenizer's.
-        round_trip = np.concatenate(_batched(
-            lambda x: adapter.decode_image_tokens(adapter.image_tokens(x)), k, 32, truth))
-        metrics.update({key.replace("proxy/", "proxy_ceiling/", 1): value
-                        for key, value in proxy_metrics(proxy_kind, round_trip, truth, palette).items()})
+        truth_tokens = adapter.image_tokens(truth)
+        round_trip = np.concatenate(_batched(adapter.decode_image_tokens, k, 32, truth_tokens))
+        # Teacher-forced: each token the model's best guess given the TRUE tokens before it. Far above the
+        # generated score, the model knows the target but its own earlier tokens derail it (exposure bias).
+        teacher_forced = np.concatenate(_batched(
+            lambda x, t: adapter.decode_image_tokens(_teacher_forced_tokens(adapter, x, instruction, t)),
+            k, 32, images[:k], truth_tokens))
+        for prefix, decoded in (("proxy_ceiling/", round_trip), ("proxy_teacher_forced/", teacher_forced)):
+            metrics.update({key.replace("proxy/", prefix, 1): value
+                            for key, value in proxy_metrics(proxy_kind, decoded, truth, palette).items()})
 
     geneval = pd.DataFrame()
     if config.geneval_per_task and (world is not None or detector is not None):
@@ -135,6 +142,13 @@ def evaluate_model(adapter, coco, images: np.ndarray, image_ids: list[int], targ
 
     grid = _sample_grid(adapter, images, targets.get(proxy_kind), generated, coco, image_ids, config)
     return Evaluation(metrics, answers, probe, attention, geneval, grid)
+
+
+def _teacher_forced_tokens(adapter, images, instruction: str, target_tokens):
+    """Argmax of the generation head at every position of proxy rows fed the true target tokens."""
+    with torch.no_grad():
+        batch = adapter.proxy_batch(images, [instruction] * len(images), target_tokens)
+        return adapter.image_logits(batch).argmax(-1)
 
 
 def _geneval(adapter, vocabulary, detector, config: EvaluationConfig, with_background: bool) -> pd.DataFrame:

@@ -71,8 +71,10 @@ def markdown_report(evaluation: Evaluation, model_path: str, proxy_kind: str) ->
     pope = [(f"und/pope_{s}_f1", f"{fmt(f'und/pope_{s}_f1')} (yes-ratio {fmt(f'und/pope_{s}_yes_ratio')})")
             for s in ("random", "popular", "adversarial")]
     gen = [(k, fmt(k)) for k in sorted(m) if k.startswith("gen/")]
-    proxy = [(k, fmt(k), fmt(k.replace("proxy/", "proxy_ceiling/", 1))) for k in sorted(m) if k.startswith("proxy/")]
-    proxy_header = ("metric", "generated", "VQ round trip of the true target (ceiling)")
+    proxy = [(k, fmt(k), fmt(k.replace("proxy/", "proxy_teacher_forced/", 1)),
+              fmt(k.replace("proxy/", "proxy_ceiling/", 1))) for k in sorted(m) if k.startswith("proxy/")]
+    proxy_header = ("metric", "generated", "teacher-forced (true tokens before each)",
+                    "VQ round trip of the true target (ceiling)")
     best = evaluation.probe.loc[evaluation.probe["probe_acc"].idxmax()]
     lines = [
         "# Evaluation report", "",
