@@ -181,9 +181,9 @@ class JanusAdapter(JanusInference):
 
         A row is its batch's sequence: ``input_ids`` for understanding; for the image tasks the prompt followed
         by the label tokens but the last (or by ``input_tokens`` when the batch has them), embedded for
-        generation. Rows are left-padded to the longest one (T);
-        as positions are counted over the attention mask, every token keeps its position and attended context,
-        so the hidden states equal those of each batch alone (to float rounding), right-aligned.
+        generation. Rows are left-padded to the longest one (T); as positions are counted over the attention
+        mask, every token keeps its position and attended context, so the hidden states equal those of each
+        batch alone (to float rounding), right-aligned.
         """
         slot, n = -1, self.num_image_tokens  # slot: an id marking the positions of the generated image tokens
         ids, masks, images, generated = [], [], [], []

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from sgt_pipeline.models.adapter import TASKS
+from sgt_pipeline.models.adapter import IMAGE_TASKS, TASKS
 from sgt_pipeline.models.token_cache import cached_image_tokens
 from sgt_pipeline.training.examples import SplitExamples
 from sgt_pipeline.training.mixture import TaskMixture
@@ -65,18 +65,21 @@ class SGTBatches:
                 batches[task] = self.adapter.proxy_batch(
                     ex.images[rows], list(picked["instruction"]), self.target_tokens[rows],
                     drop_prompt=self._dropped(micro_index, rank, len(rows), task))
-            if task != "understanding" and self.image_token_noise > 0:
+            if task in IMAGE_TASKS and self.image_token_noise > 0:
                 batches[task]["input_tokens"] = self._noised(batches[task]["labels"], micro_index, rank, task)
         return batches
 
     def _noised(self, labels: torch.Tensor, micro_index: int, rank: int, task: str) -> torch.Tensor:
         """``labels`` with a share ``image_token_noise`` of positions replaced by uniformly random codes."""
-        rng = np.random.default_rng([self.seed, micro_index, rank, 0x4015E, TASKS.index(task)])
+        rng = self._rng(0x4015E, micro_index, rank, task)
         replace = torch.from_numpy(rng.random(labels.shape) < self.image_token_noise)
         codes = torch.from_numpy(rng.integers(0, self.codebook_size, labels.shape))
         return torch.where(replace, codes, labels)
 
     def _dropped(self, micro_index: int, rank: int, size: int, task: str) -> torch.Tensor:
         """Rows trained unconditionally (prompt replaced by padding) so CFG has an unconditional model."""
-        rng = np.random.default_rng([self.seed, micro_index, rank, 0xCF6, TASKS.index(task)])
-        return torch.from_numpy(rng.random(size) < self.cfg_dropout)
+        return torch.from_numpy(self._rng(0xCF6, micro_index, rank, task).random(size) < self.cfg_dropout)
+
+    def _rng(self, purpose: int, micro_index: int, rank: int, task: str) -> np.random.Generator:
+        """A generator of its own per (purpose, micro-step, rank, task): a resumed run redraws the same."""
+        return np.random.default_rng([self.seed, micro_index, rank, purpose, TASKS.index(task)])
