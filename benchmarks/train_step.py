@@ -104,8 +104,10 @@ def main() -> None:
     adapter = JanusAdapter(build_tiny_janus(config, tokenizer),
                            build_processor(tokenizer, config.image_size, config.num_image_tokens))
     examples = synthetic_examples(256, config.image_size)
+    run = yaml.safe_load((Path(__file__).parents[1] / "conf/base/parameters_train.yml").read_text())["train"]["run"]
     batches = SGTBatches(adapter, examples, weights=MIXTURE, proxy_kind="instance",
-                         global_batch=args.batch, grad_accum_steps=1)
+                         global_batch=args.batch, grad_accum_steps=1,
+                         image_token_noise=run.get("image_token_noise", 0.0))
     initial = copy.deepcopy(adapter.model.state_dict())
     dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
 
