@@ -28,7 +28,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import yaml
 from PIL import Image
@@ -36,10 +35,10 @@ from pycocotools.coco import COCO
 from torch import nn
 from transformers import JanusVisionModel
 
+from sgt_pipeline.evaluation.evaluate import category_presence
 from sgt_pipeline.models import TinyJanusConfig, build_processor
 from sgt_pipeline.models.config import janus_config
 from sgt_pipeline.models.tokenizer import build_word_tokenizer
-from sgt_pipeline.training.instructions import instruction_words
 from sgt_pipeline.world import WorldConfig, generate_world, vocabulary
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,16 +47,11 @@ ROOT = Path(__file__).resolve().parents[1]
 def load_split(root: Path, split: str, processor) -> tuple[torch.Tensor, torch.Tensor]:
     """Processor-normalised pixels (N, 3, S, S) and category-presence labels (N, K) of one split."""
     coco = COCO(str(root / "annotations" / f"instances_{split}.json"))
-    category_ids = sorted(coco.getCatIds())
     image_ids = sorted(coco.getImgIds())
-    images, labels = [], np.zeros((len(image_ids), len(category_ids)), np.float32)
-    for row, image_id in enumerate(image_ids):
-        info = coco.loadImgs(image_id)[0]
-        images.append(Image.open(root / "images" / split / Path(info["file_name"]).name).convert("RGB"))
-        for annotation in coco.loadAnns(coco.getAnnIds(imgIds=image_id)):
-            labels[row, category_ids.index(annotation["category_id"])] = 1.0
+    images = [Image.open(root / "images" / split / Path(info["file_name"]).name).convert("RGB")
+              for info in coco.loadImgs(image_ids)]
     pixels = processor.image_processor(images, return_tensors="pt")["pixel_values"]
-    return pixels, torch.from_numpy(labels)
+    return pixels, torch.from_numpy(category_presence(coco, image_ids)).float()
 
 
 class EncoderClassifier(nn.Module):
@@ -133,7 +127,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         world = WorldConfig(**{**world_params, "root": tmp, "splits": {"train": args.train, "val": args.val}})
         generate_world(world, progress=False)
-        tokenizer = build_word_tokenizer(sorted(set(vocabulary(world)) | set(instruction_words())))
+        tokenizer = build_word_tokenizer(vocabulary(world))  # only the processor and config need one
         processor = build_processor(tokenizer, tiny.image_size, tiny.num_image_tokens)
         train, val = (load_split(Path(tmp), split, processor) for split in ("train", "val"))
 
