@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from transformers import JanusForConditionalGeneration
 
 from sgt_pipeline.models import (
     JanusAdapter,
@@ -19,6 +21,7 @@ from sgt_pipeline.models import (
     tokenize_images,
     vq_forward,
 )
+from sgt_pipeline.models.stem import STEM_KEY, ConvStem, SGTJanusForConditionalGeneration
 from sgt_pipeline.models.token_cache import cached_image_tokens, tokens_key
 from sgt_pipeline.models.vq import images_to_vq_pixels, quantize_unnormalised
 from sgt_pipeline.world import WorldConfig, vocabulary
@@ -132,6 +135,56 @@ def test_save_and_load_round_trip(adapter, world, tmp_path):
     theirs = loaded.model.generate(batch["input_ids"], attention_mask=batch["attention_mask"],
                                    generation_mode="image", guidance_scale=3.0, do_sample=False)
     assert torch.equal(theirs, mine)  # our CFG loop == transformers' on text-to-image
+
+
+def test_conv_stem_saves_in_config_and_loads_back_with_identical_outputs(tokenizer, world, tmp_path):
+    adapter = make_adapter(tokenizer, seed=1, vision_stem_channels=[8, 16])
+    assert isinstance(adapter.model, SGTJanusForConditionalGeneration)
+    assert isinstance(adapter.model.model.vision_model.embeddings.patch_embedding, ConvStem)
+    images, questions, answers = world["images"], world["questions"], world["answers"]
+    adapter.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["vision_config"][STEM_KEY] == [8, 16]
+    loaded = JanusAdapter.from_pretrained(tmp_path)
+    assert type(loaded.model) is SGTJanusForConditionalGeneration
+    with torch.no_grad():
+        assert torch.equal(adapter.understanding_loss(adapter.understanding_batch(images, questions, answers)),
+                           loaded.understanding_loss(loaded.understanding_batch(images, questions, answers)))
+    options = [["yes", "no"]] * len(questions)
+    assert np.array_equal(adapter.option_scores(images, questions, options),
+                          loaded.option_scores(images, questions, options))
+    # A checkpoint without a stem (a real Janus-Pro directory) loads with the stock class.
+    make_adapter(tokenizer, seed=2).save_pretrained(tmp_path / "stock")
+    assert type(JanusAdapter.from_pretrained(tmp_path / "stock").model) is JanusForConditionalGeneration
+    with pytest.raises(ValueError, match="patch_size 4"):
+        TinyJanusConfig(**{**SMALL, "vision_stem_channels": [8, 16, 32]})
+
+
+def test_conversation_batch_supervises_every_answer_and_one_turn_is_the_single_question(adapter, world):
+    images, questions, answers = world["images"], world["questions"], world["answers"]
+    single = adapter.understanding_batch(images, questions, answers)
+    one_turn = adapter.conversation_batch(images, [[(q, a)] for q, a in zip(questions, answers)])
+    assert all(torch.equal(single[k], one_turn[k]) for k in single)
+    turns = [[(q, a), ("is there a star?", "no"), ("how many shapes are there?", "2")] for q, a in zip(questions, answers)]
+    batch = adapter.conversation_batch(images, turns)
+    eos = adapter.tokenizer.eos_token_id
+    for row, conversation in zip(batch["labels"], turns):
+        expected = []
+        for _, answer in conversation:
+            expected += adapter.tokenizer(answer, add_special_tokens=False)["input_ids"] + [eos]
+        assert row[row != -100].tolist() == expected
+    # The sequence is the processor's encoding of the chat template's whole conversation, closed by eos.
+    messages = []
+    for k, (question, answer) in enumerate(turns[0]):
+        image = [{"type": "image"}] if k == 0 else []
+        messages += [{"role": "user", "content": [*image, {"type": "text", "text": question}]},
+                     {"role": "assistant", "content": [{"type": "text", "text": answer}]}]
+    reference = adapter.processor(text=adapter.processor.apply_chat_template(messages), images=images[0])
+    kept = batch["input_ids"][0][batch["attention_mask"][0].bool()].tolist()
+    assert kept == reference["input_ids"][0].tolist() + [eos]
+    with torch.no_grad():
+        loss = adapter.understanding_loss(batch)
+        assert torch.allclose(loss, adapter.model(**batch).loss, atol=1e-4)
 
 
 # ----- losses -----

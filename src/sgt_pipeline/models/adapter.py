@@ -23,6 +23,7 @@ from transformers import AutoProcessor, JanusForConditionalGeneration
 
 from .inference import JanusInference
 from .prompts import PromptFormatter, as_image_list, left_pad, position_ids
+from .stem import janus_model_class
 from .vq import tokenize_images
 
 IGNORE = -100
@@ -72,7 +73,7 @@ class JanusAdapter(JanusInference):
             kwargs["dtype"] = dtype
         if attn_implementation is not None:
             kwargs["attn_implementation"] = attn_implementation
-        model = JanusForConditionalGeneration.from_pretrained(str(path), **kwargs).to(device).eval()
+        model = janus_model_class(path).from_pretrained(str(path), **kwargs).to(device).eval()
         processor = AutoProcessor.from_pretrained(str(path), local_files_only=True)
         return cls(model, processor)
 
@@ -103,16 +104,23 @@ class JanusAdapter(JanusInference):
 
     # ----- batches -----
     def understanding_batch(self, images, questions: list[str], answers: list[str]) -> dict:
-        prompt_ids, pixel_values = self.prompts.encode([self.prompts.question_prompt(q) for q in questions], images)
+        """Image + question -> answer: one single-turn conversation per image."""
+        return self.conversation_batch(images, [[(q, a)] for q, a in zip(questions, answers, strict=True)])
+
+    def conversation_batch(self, images, conversations: list[list[tuple[str, str]]]) -> dict:
+        """One multi-turn conversation (``[(question, answer), ...]``) per image, supervised on every answer:
+        one image forward for all of its questions, as LLaVA-style conversation data is trained."""
+        if len(conversations) != len(images):
+            raise ValueError(f"{len(images)} images but {len(conversations)} conversations")
         rows, labels = [], []
-        for ids, question, answer in zip(prompt_ids, questions, answers, strict=True):
-            answer_ids = self.prompts.answer_ids(question, answer)
-            rows.append(ids + answer_ids)
-            labels.append([IGNORE] * len(ids) + answer_ids)
+        for turns in conversations:
+            ids, supervised = self.prompts.conversation_ids(turns)
+            rows.append(ids)
+            labels.append([t if s else IGNORE for t, s in zip(ids, supervised)])
         input_ids, attention_mask = left_pad(rows, self.prompts.pad_id)
         labels, _ = left_pad(labels, IGNORE)
         return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels,
-                "pixel_values": pixel_values}
+                "pixel_values": self.prompts.pixel_values(images)}
 
     def _image_batch(self, prompts, images, image_tokens, drop_prompt) -> dict:
         prompt_ids, pixel_values = self.prompts.encode(prompts, images, image_mode=True)

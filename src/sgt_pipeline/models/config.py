@@ -22,6 +22,8 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from .stem import STEM_KEY, check_stem, janus_model_class
+
 
 class TinyJanusConfig(BaseModel):
     """Architecture of the tiny random-initialised Janus (defaults: ~4.7 M parameters, 64 image tokens)."""
@@ -47,6 +49,9 @@ class TinyJanusConfig(BaseModel):
     vision_heads: int = Field(4, ge=1)
     vision_mlp_ratio: float = Field(4.0, gt=0)
     aligner_depth: int = Field(2, ge=1)
+    # Channels of a convolutional stem in place of the linear patch embedding (``models.stem``): one stride-2
+    # layer per entry, log2(patch_size) entries. None: transformers' linear patchify.
+    vision_stem_channels: list[int] | None = None
     # VQ tokenizer: codebook size and code dimension; latent (pre-quantisation) channels.
     vq_codebook_size: int = Field(512, ge=2)
     vq_embed_dim: int = Field(8, ge=1)
@@ -75,6 +80,8 @@ class TinyJanusConfig(BaseModel):
             )
         if any(self.vq_base_channels * m % 32 for m in self.vq_channel_multiplier):
             raise ValueError("vq_base_channels * each vq_channel_multiplier must be a multiple of 32 (GroupNorm(32))")
+        if self.vision_stem_channels:
+            check_stem(self.vision_stem_channels, self.patch_size)
         kv_heads = self.num_kv_heads or self.num_heads
         if self.hidden_size % self.num_heads or self.num_heads % kv_heads:
             raise ValueError("hidden_size must divide by num_heads, and num_heads by num_kv_heads")
@@ -119,6 +126,7 @@ def janus_config(config: TinyJanusConfig, tokenizer: PreTrainedTokenizerBase) ->
         depth=config.aligner_depth,
         num_image_tokens=config.num_image_tokens,
         initializer_range=config.initializer_range,
+        **{STEM_KEY: list(config.vision_stem_channels)} if config.vision_stem_channels else {},
     )
     vq_config = JanusVQVAEConfig(
         embed_dim=config.vq_embed_dim,
@@ -146,7 +154,7 @@ def build_tiny_janus(config: TinyJanusConfig, tokenizer: PreTrainedTokenizerBase
     janus = janus_config(config, tokenizer)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
-        model = JanusForConditionalGeneration(janus)
+        model = janus_model_class(janus)(janus)
     model.eval()
     generation = model.generation_config
     generation.bos_token_id = tokenizer.bos_token_id

@@ -60,6 +60,7 @@ class PromptFormatter:
         # Token ids per distinct prompt / answer text (see ``encode``).
         self._ids_cache: dict[tuple[str, bool, bool], list[int]] = {}
         self._answer_cache: dict[tuple[str, str], list[int]] = {}
+        self._conversation_cache: dict[tuple[tuple[str, str], ...], tuple[list[int], list[bool]]] = {}
         tok = processor.tokenizer
         self.tokenizer = tok
         self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
@@ -111,9 +112,7 @@ class PromptFormatter:
         """
         with_image = images is not None
         ids = [self._ids(text, with_image, image_mode) for text in texts]
-        if not with_image:
-            return ids, None
-        return ids, self.processor.image_processor(as_image_list(images), return_tensors="pt")["pixel_values"]
+        return ids, (self.pixel_values(images) if with_image else None)
 
     def _ids(self, text: str, with_image: bool, image_mode: bool) -> list[int]:
         key = (text, with_image, image_mode)
@@ -125,6 +124,55 @@ class PromptFormatter:
             out = self.processor(text=[text], images=blank, return_tensors="pt", **kwargs)
             self._ids_cache[key] = out["input_ids"][0][out["attention_mask"][0].bool()].tolist()
         return list(self._ids_cache[key])
+
+    def conversation_ids(self, turns: Sequence[tuple[str, str]]) -> tuple[list[int], list[bool]]:
+        """Token ids of a conversation about one image — the image and the first question in the first user
+        turn, then each answer and the next question — and per token whether it is supervised (the answers,
+        each closed by eos). One turn gives exactly the ids of ``question_prompt`` + ``answer_ids``.
+
+        Each piece is the text the chat template adds for it (so any template that extends its rendering
+        turn by turn works); a template that opens a user turn with the eos closing the previous answer
+        has that eos counted once, with the answer.
+        """
+        key = tuple((str(q), str(a)) for q, a in turns)
+        if not key:
+            raise ValueError("a conversation needs at least one (question, answer) turn")
+        if key not in self._conversation_cache:
+            messages: list[dict] = []
+            ids: list[int] = []
+            supervised: list[bool] = []
+            rendered = ""
+            for k, (question, answer) in enumerate(key):
+                content = [{"type": "image"}] if k == 0 else []
+                messages.append({"role": "user", "content": [*content, {"type": "text", "text": question}]})
+                prompt = self.processor.apply_chat_template(messages, add_generation_prompt=True)
+                if k == 0:
+                    piece = self._ids(prompt, True, False)
+                else:
+                    piece = self._text_ids(self._extension(rendered, prompt))
+                    piece = piece[1:] if piece[:1] == [self.eos_id] else piece
+                messages.append({"role": "assistant", "content": [{"type": "text", "text": answer}]})
+                rendered = self.processor.apply_chat_template(messages, add_generation_prompt=False)
+                answer_ids = self._text_ids(self._extension(prompt, rendered))
+                if answer_ids[-1:] != [self.eos_id]:
+                    answer_ids.append(self.eos_id)
+                ids += piece + answer_ids
+                supervised += [False] * len(piece) + [True] * len(answer_ids)
+            self._conversation_cache[key] = ids, supervised
+        ids, supervised = self._conversation_cache[key]
+        return list(ids), list(supervised)
+
+    @staticmethod
+    def _extension(prefix: str, text: str) -> str:
+        if not text.startswith(prefix):
+            raise ValueError("chat template: a longer conversation does not extend the shorter one's rendering")
+        return text[len(prefix):]
+
+    def _text_ids(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def pixel_values(self, images) -> torch.Tensor:
+        return self.processor.image_processor(as_image_list(images), return_tensors="pt")["pixel_values"]
 
     def answer_ids(self, question: str, answer: str) -> list[int]:
         """Token ids of the answer continuation, ending with eos."""

@@ -29,7 +29,7 @@ class SGTBatches:
     def __init__(self, adapter, examples: SplitExamples, *, weights: dict[str, float],
                  proxy_kind: str, global_batch: int, grad_accum_steps: int,
                  seed: int = 0, cfg_dropout: float = 0.1, image_token_noise: float = 0.0,
-                 token_cache_dir: str | None = None):
+                 understanding_turns: int = 1, token_cache_dir: str | None = None):
         if proxy_kind == "none":
             weights = {**weights, "proxy": 0.0}
         self.adapter, self.examples, self.proxy_kind = adapter, examples, proxy_kind
@@ -37,7 +37,8 @@ class SGTBatches:
         self.image_token_noise = image_token_noise
         self.codebook_size = adapter.model.config.vq_config.num_embeddings
         self.proxy_examples = examples.proxy(proxy_kind) if weights.get("proxy", 0) > 0 else None
-        sizes = {"understanding": len(examples.understanding), "generation": len(examples.generation),
+        self.conversations = examples.conversations(understanding_turns, seed)
+        sizes = {"understanding": len(self.conversations), "generation": len(examples.generation),
                  "proxy": 0 if self.proxy_examples is None else len(self.proxy_examples)}
         self.mixture = TaskMixture(weights, sizes, global_batch, seed)
         self.image_tokens = (cached_image_tokens(adapter, examples.images, token_cache_dir)
@@ -50,13 +51,12 @@ class SGTBatches:
         micro_index = step * self.grad_accum_steps + micro_step
         ex, batches = self.examples, {}
         for task, indices in self.mixture.draw(micro_index, rank, world_size).items():
-            frame = {"understanding": ex.understanding, "generation": ex.generation,
+            frame = {"understanding": self.conversations, "generation": ex.generation,
                      "proxy": self.proxy_examples}[task]
             picked = frame.iloc[indices]
             rows = np.array(picked["row"])  # a writable copy: it also indexes torch tensors
             if task == "understanding":
-                batches[task] = self.adapter.understanding_batch(ex.images[rows], list(picked["question"]),
-                                                                 list(picked["answer"]))
+                batches[task] = self.adapter.conversation_batch(ex.images[rows], list(picked["turns"]))
             elif task == "generation":
                 batches[task] = self.adapter.generation_batch(
                     list(picked["prompt"]), self.image_tokens[rows],

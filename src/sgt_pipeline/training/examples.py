@@ -32,6 +32,26 @@ class SplitExamples:
         rows = np.arange(len(self.image_ids))
         return pd.DataFrame({"row": rows, "instruction": [instruction_for(kind, i) for i in rows]})
 
+    def conversations(self, max_turns: int, seed: int = 0) -> pd.DataFrame:
+        """Understanding examples packed per image: columns row, turns (a list of (question, answer)).
+
+        Each image's items (questions and captions), in a seeded random order, are cut into conversations of
+        at most ``max_turns`` turns; ``max_turns=1`` gives one single-turn conversation per item, in order.
+        """
+        items = self.understanding
+        if max_turns == 1:
+            return pd.DataFrame({"row": np.asarray(items["row"], dtype=np.int64),
+                                 "turns": [[(q, a)] for q, a in zip(items["question"], items["answer"])]})
+        rng = np.random.default_rng([seed, 0xC0])
+        items = items.iloc[rng.permutation(len(items))]
+        rows, turns = [], []
+        for row, group in items.groupby("row", sort=True):
+            pairs = list(zip(group["question"], group["answer"]))
+            for start in range(0, len(pairs), max_turns):
+                rows.append(row)
+                turns.append(pairs[start:start + max_turns])
+        return pd.DataFrame({"row": np.array(rows, dtype=np.int64), "turns": turns})
+
 
 def load_split_examples(
     split: str,

@@ -28,6 +28,10 @@ class MixtureTrainingConfig(BaseModel):
         default_factory=lambda: {"proxy": 2.0, "understanding": 0.5, "generation": 0.5})
     loss_weights: LossWeights = Field(default_factory=LossWeights)
     global_batch: int = Field(16, gt=0)  # examples per micro-batch, summed over ranks
+    # Understanding items about one image packed into one multi-turn conversation of up to this many turns,
+    # supervised on every answer: one image forward for many answers. An understanding example is then one
+    # conversation. 1: one question per sequence.
+    understanding_turns: int = Field(1, ge=1)
     cfg_dropout: float = Field(0.1, ge=0, le=1)  # share of image-generation rows trained unconditionally
     # Share of the teacher-forced input image tokens (text-to-image and proxy rows; never their labels)
     # replaced by random codes, so generation leans on the prompt and input image rather than on copying
@@ -52,7 +56,7 @@ def train_umm(adapter, examples: SplitExamples, config: MixtureTrainingConfig,
         adapter, examples, weights=dict(config.mixture), proxy_kind=config.proxy_kind,
         global_batch=config.global_batch, grad_accum_steps=trainer_config.grad_accum_steps,
         seed=trainer_config.seed, cfg_dropout=config.cfg_dropout, image_token_noise=config.image_token_noise,
-        token_cache_dir=config.vq_token_cache)
+        understanding_turns=config.understanding_turns, token_cache_dir=config.vq_token_cache)
     if len(batches.mixture.tasks) == 1 and not trainer_config.find_unused_parameters:
         # One task alone leaves some parameters unused (e.g. the generation head without image tasks).
         trainer_config = trainer_config.model_copy(update={"find_unused_parameters": True})
