@@ -15,7 +15,13 @@ import pytest
 from coco_fixture import write_coco_fixture
 from pycocotools.coco import COCO
 
-from sgt_pipeline.evaluation.pope import pope_metrics, pope_table
+from sgt_pipeline.evaluation.pope import (
+    margin_auroc,
+    margin_word_spread,
+    pope_metrics,
+    pope_table,
+    yes_no_margins,
+)
 from sgt_pipeline.evaluation.questions import (
     POPE_SETTINGS,
     QuestionConfig,
@@ -25,6 +31,7 @@ from sgt_pipeline.evaluation.understanding import (
     evaluate_understanding,
     image_array,
     score_questions,
+    shuffled_rows,
     understanding_metrics,
 )
 from sgt_pipeline.ingestion.tables import index_coco
@@ -109,6 +116,26 @@ class RandomScorer:
 
     def option_scores(self, images, questions, options):
         return [list(self.rng.normal(size=len(opts))) for opts in options]
+
+
+class SoftOracle(Oracle):
+    """Probability 0.9 on the true answer about the image it is given; uniform about any other image."""
+
+    def option_scores(self, images, questions, options):
+        ids = [int(image[0, 0, 0]) + 256 * int(image[0, 0, 1]) for image in images]
+        out = []
+        for i, q, opts in zip(ids, questions, options):
+            truth = self.truth.get((i, q))
+            out.append([float(np.log(1 / len(opts))) if truth is None else
+                        float(np.log(0.9 if o == truth else 0.1 / (len(opts) - 1))) for o in opts])
+        return out
+
+
+class QuestionOnly:
+    """Scores from the question text alone, never the image."""
+
+    def option_scores(self, images, questions, options):
+        return [[-float(len(q) % 7 + k) for k, _ in enumerate(opts)] for q, opts in zip(questions, options)]
 
 
 def _id_images(questions: pd.DataFrame) -> tuple[np.ndarray, dict[int, int]]:
@@ -309,6 +336,35 @@ def test_pope_metrics_by_hand():
                                      "prediction": ["yes", "no", "no", "no", "yes", "yes", "yes", "no"]}))
     assert table.loc["random", "f1"] == pytest.approx(2 / 3) and table.loc["popular", "f1"] == pytest.approx(0.8)
     assert table.loc["mean", "acc"] == pytest.approx((0.75 + 0.75) / 2)
+
+
+def test_threshold_free_pope_measures_by_hand():
+    # AUROC of the margin: 3 of the 4 (yes, no) pairs ordered right, one tie (counts half).
+    assert margin_auroc(["yes", "yes", "no", "no"], [2.0, 0.5, 0.5, -1.0]) == pytest.approx(3.5 / 4)
+    assert margin_auroc(["yes", "no"], [-1.0, -1.0]) == 0.5  # a constant margin says nothing
+    assert np.isnan(margin_auroc(["no", "no"], [0.0, 1.0]))
+    frame = pd.DataFrame({"image_id": [1, 1, 1, 2, 2], "question": ["a", "b", "a", "c", "d"],
+                          "options": [["yes", "no"], ["no", "yes"], ["yes", "no"], ["yes", "no"], ["yes", "no"]],
+                          "scores": [[-1.0, -2.0], [-1.0, -3.0], [-1.0, -2.0], [-2.0, -2.0], [-2.0, -2.0]]})
+    margins = yes_no_margins(frame)
+    assert margins.tolist() == [1.0, -2.0, 1.0, 0.0, 0.0]  # option order is read, not assumed
+    # image 1: distinct questions a, b -> margins 1, -2 (std 1.5); image 2: both 0
+    assert margin_word_spread(frame, margins) == pytest.approx(0.75)
+
+
+def test_shuffled_image_control_separates_a_model_that_reads_the_image(world):
+    _, _, _, questions = world
+    table = questions["val"]
+    images, rows = _id_images(table)
+    moved = shuffled_rows(rows, seed=1)
+    assert set(moved) == set(rows) and sorted(moved.values()) == sorted(rows.values())
+    assert all(moved[i] != rows[i] for i in rows)
+    _, reads = evaluate_understanding(SoftOracle(table), table, images, rows, shuffled_images=True)
+    _, ignores = evaluate_understanding(QuestionOnly(), table, images, rows, shuffled_images=True)
+    for question_type in ("count", "pope", "relation_2d"):
+        assert reads[f"und/{question_type}_nll"] < reads[f"und/{question_type}_nll_shuffled"]
+        assert ignores[f"und/{question_type}_nll"] == ignores[f"und/{question_type}_nll_shuffled"]
+    assert reads["und/pope_auroc"] == 1.0 and reads["und/pope_margin_spread"] > 0
 
 
 def test_understanding_metrics_by_hand():

@@ -90,7 +90,8 @@ def evaluate_model(adapter, coco, images: np.ndarray, image_ids: list[int], targ
     (``detection.SegmentationDetector``) enables it over the split's categories."""
     rows = {image_id: k for k, image_id in enumerate(image_ids)}
     questions = build_questions(coco, config.questions)
-    answers, metrics = evaluate_understanding(adapter, questions, images, rows, config.batch_size)
+    answers, metrics = evaluate_understanding(adapter, questions, images, rows, config.batch_size,
+                                              shuffled_images=True, seed=config.seed)
 
     n = min(config.analysis_images, len(image_ids))
     features = _batched(lambda x: adapter.features(x, [CAPTION_QUESTION] * len(x)), n, 32, images[:n])

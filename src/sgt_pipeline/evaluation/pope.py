@@ -1,4 +1,7 @@
-"""POPE metrics (Li et al. 2023) from yes/no answers: accuracy, precision, recall, F1 and yes-ratio.
+"""POPE metrics (Li et al. 2023) from yes/no answers: accuracy, precision, recall, F1 and yes-ratio, and
+threshold-free ones from the models' option scores: the AUROC of the yes - no margin (0.5: the margin says
+nothing about the answer, even when its sign is always "no") and the margin's spread across the object
+words asked about one image (0: the model answers without reading the object word).
 
 "yes" is the positive class. With no "yes" prediction precision is 0 (as sklearn's zero_division=0), and
 F1 is 0 when precision + recall is 0. ``pope_table`` reports each sampling setting and their mean, the
@@ -11,6 +14,7 @@ from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
+from scipy.stats import rankdata
 
 from sgt_pipeline.evaluation.questions import POPE_SETTINGS
 
@@ -35,6 +39,31 @@ def pope_metrics(answers: Iterable, predictions: Iterable) -> dict[str, float]:
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     return {"acc": float((truth == predicted).mean()), "precision": float(precision), "recall": float(recall),
             "f1": float(f1), "yes_ratio": float(predicted.mean())}
+
+
+def yes_no_margins(predictions: pd.DataFrame) -> np.ndarray:
+    """Score of "yes" minus score of "no" per row (rows with ``options`` and ``scores``)."""
+    return np.array([scores[list(options).index("yes")] - scores[list(options).index("no")]
+                     for options, scores in zip(predictions["options"], predictions["scores"])], dtype=float)
+
+
+def margin_auroc(answers: Iterable, margins: Iterable) -> float:
+    """Probability that a "yes" item has a larger yes - no margin than a "no" item (ties count half):
+    the Mann-Whitney form of the ROC AUC. NaN without both classes."""
+    truth, margins = _is_yes(answers), np.asarray(list(margins), dtype=float)
+    positives, negatives = int(truth.sum()), int((~truth).sum())
+    if not positives or not negatives:
+        return float("nan")
+    ranks = rankdata(margins)
+    return float((ranks[truth].sum() - positives * (positives + 1) / 2) / (positives * negatives))
+
+
+def margin_word_spread(predictions: pd.DataFrame, margins: np.ndarray) -> float:
+    """Mean over images of the standard deviation of the yes - no margin across its distinct questions."""
+    frame = pd.DataFrame({"image_id": predictions["image_id"].to_numpy(),
+                          "question": predictions["question"].to_numpy(), "margin": margins})
+    per_image = frame.drop_duplicates(["image_id", "question"]).groupby("image_id")["margin"].std(ddof=0)
+    return float(per_image.mean()) if len(per_image) else float("nan")
 
 
 def pope_table(predictions: pd.DataFrame) -> pd.DataFrame:

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
-from sgt_pipeline.evaluation.pope import METRICS, pope_table
+from sgt_pipeline.evaluation.pope import METRICS, margin_auroc, margin_word_spread, pope_table, yes_no_margins
 from sgt_pipeline.evaluation.questions import POPE_SETTINGS, QUESTION_TYPES
 from sgt_pipeline.rendering.images import read_rgb
 
@@ -89,19 +89,53 @@ def understanding_metrics(predictions: pd.DataFrame) -> dict[str, float]:
                     metrics.update({f"und/pope_{setting}_{m}": float(table.loc[setting, m]) for m in METRICS})
             metrics["und/pope_acc"] = float(table.loc["mean", "acc"])
             metrics["und/pope_f1"] = float(table.loc["mean", "f1"])
+            if "scores" in part:
+                metrics.update(_pope_margin_metrics(part))
             accuracy = metrics["und/pope_acc"]
         else:
             accuracy = metrics[f"und/{question_type}_acc"] = float(part["correct"].mean())
         metrics[f"und/{question_type}_majority"] = float(part["answer"].value_counts().iloc[0] / len(part))
         metrics[f"und/{question_type}_n"] = float(len(part))
+        if "scores" in part:
+            metrics[f"und/{question_type}_nll"] = _answer_nll(part, "scores")
+        if "shuffled_scores" in part:
+            metrics[f"und/{question_type}_nll_shuffled"] = _answer_nll(part, "shuffled_scores")
         accuracies.append(accuracy)
     if accuracies:
         metrics["und/overall"] = float(np.mean(accuracies))
     return metrics
 
 
+def _pope_margin_metrics(part: pd.DataFrame) -> dict[str, float]:
+    margins = yes_no_margins(part)
+    metrics = {f"und/pope_{setting}_auroc": margin_auroc(part["answer"][chosen], margins[chosen])
+               for setting in POPE_SETTINGS if (chosen := (part["sampling"] == setting).to_numpy()).any()}
+    metrics["und/pope_auroc"] = float(np.mean(list(metrics.values())))
+    metrics["und/pope_margin_spread"] = margin_word_spread(part, margins)
+    return metrics
+
+
+def _answer_nll(part: pd.DataFrame, column: str) -> float:
+    return float(-np.mean([scores[list(options).index(answer)]
+                           for options, scores, answer in zip(part["options"], part[column], part["answer"])]))
+
+
+def shuffled_rows(rows: Mapping[int, int], seed: int = 0) -> dict[int, int]:
+    """Each image id mapped to another image's row (a seeded derangement: no image keeps its own)."""
+    ids = list(rows)
+    if len(ids) < 2:
+        raise ValueError("shuffling images needs at least two")
+    order = np.random.default_rng(seed).permutation(len(ids))
+    return {ids[order[k]]: rows[ids[order[(k + 1) % len(ids)]]] for k in range(len(ids))}
+
+
 def evaluate_understanding(model: OptionScorer, questions: pd.DataFrame, images: np.ndarray,
-                           rows: Mapping[int, int], batch_size: int = 64) -> tuple[pd.DataFrame, dict[str, float]]:
-    """Score ``model`` on ``questions``: (per-item predictions, flat metrics)."""
+                           rows: Mapping[int, int], batch_size: int = 64,
+                           shuffled_images: bool = False, seed: int = 0) -> tuple[pd.DataFrame, dict[str, float]]:
+    """Score ``model`` on ``questions``: (per-item predictions, flat metrics). ``shuffled_images`` also scores
+    every question against another image of the split (``shuffled_scores``, ``und/<type>_nll_shuffled``)."""
     predictions = score_questions(model, questions, images, rows, batch_size)
+    if shuffled_images:
+        control = score_questions(model, questions, images, shuffled_rows(rows, seed), batch_size)
+        predictions["shuffled_scores"] = control["scores"]
     return predictions, understanding_metrics(predictions)

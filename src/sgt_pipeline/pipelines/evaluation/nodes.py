@@ -36,8 +36,9 @@ def evaluate_sgt_model(sgt_model: dict, raw_dataset: dict, images: pd.DataFrame,
     evaluation = evaluate_model(
         adapter, coco, split.images, [int(i) for i in split.image_ids], split.targets,
         {k: Palette.from_dict(v) for k, v in palettes.items()}, proxy_kind, config, world, detector)
-    answers = evaluation.answers.assign(options=evaluation.answers["options"].map("|".join),
-                                        scores=evaluation.answers["scores"].map(lambda s: list(map(float, s))))
+    answers = evaluation.answers.assign(options=evaluation.answers["options"].map("|".join), **{
+        column: evaluation.answers[column].map(lambda s: list(map(float, s)))
+        for column in ("scores", "shuffled_scores") if column in evaluation.answers})
     return (evaluation.metrics, answers, evaluation.probe, evaluation.attention, evaluation.geneval,
             layer_plot(evaluation), grid_image(evaluation))
 
