@@ -4,13 +4,14 @@ The tiny default's counting, POPE, 2-D relation and depth-order questions all na
 the pretrained base answers them at chance (issue 3). This benchmark isolates the encoder from the rest
 of the UMM: it trains, on the same images, labels and optimizer,
 
-- the understanding encoder exactly as `conf/base/parameters_pretrain.yml` builds it (transformers'
-  `JanusVisionModel`: linear patch embedding + ViT layers) with a linear head on its mean token, and
+- transformers' stock `JanusVisionModel` (linear patch embedding + ViT layers) at the widths of
+  `conf/base/parameters_pretrain.yml`, with a linear head on its mean token,
+- the same encoder with the default's convolutional stem (`models.stem`) in place of the linear patchify,
 - a small CNN baseline (four 3x3 conv layers, ~0.13 M parameters),
 
 to predict which of the world's categories an image holds (multi-label, from the COCO annotations via
 pycocotools), on a world of `--train` distinct images generated for this run, and reports held-out
-exact-set accuracy as samples are seen. Printed: both learning curves, the same-run ratio of the encoder's
+exact-set accuracy as samples are seen. Printed: the learning curves, the same-run ratio of each encoder's
 final exact-set accuracy to the CNN's, each one's samples/s, and the samples each needed to reach
 `--target` (or that it did not). `--plot` writes the curves as a PNG.
 
@@ -38,6 +39,7 @@ from transformers import JanusVisionModel
 from sgt_pipeline.evaluation.evaluate import category_presence
 from sgt_pipeline.models import TinyJanusConfig, build_processor
 from sgt_pipeline.models.config import janus_config
+from sgt_pipeline.models.stem import install_stem
 from sgt_pipeline.models.tokenizer import build_word_tokenizer
 from sgt_pipeline.world import WorldConfig, generate_world, vocabulary
 
@@ -138,9 +140,14 @@ def main() -> None:
           f"exact-set accuracy of always answering the commonest training label set: {majority:.3f}")
 
     torch.manual_seed(tiny.seed)
-    vision_config = janus_config(tiny, tokenizer).vision_config
+    with_stem = janus_config(tiny.model_copy(update={"vision_stem_channels": tiny.vision_stem_channels or [32, 64, 128]}),
+                             tokenizer).vision_config
+    stock = janus_config(tiny.model_copy(update={"vision_stem_channels": None}), tokenizer).vision_config
+    stem_encoder = JanusVisionModel(with_stem)
+    install_stem(stem_encoder)
     models = {
-        "Janus ViT (the default's encoder)": EncoderClassifier(JanusVisionModel(vision_config), val[1].shape[1]),
+        "Janus ViT, linear patchify (stock)": EncoderClassifier(JanusVisionModel(stock), val[1].shape[1]),
+        "Janus ViT, conv stem (the default)": EncoderClassifier(stem_encoder, val[1].shape[1]),
         "CNN baseline": cnn_baseline(val[1].shape[1]),
     }
     results = {}
@@ -153,9 +160,10 @@ def main() -> None:
     for name, (curve, rate) in results.items():
         reached = samples_to_reach(curve, args.target)
         print(f"{name:<36}{curve[-1][1]:>16.3f}{rate:>11.0f}{reached if reached else 'not reached':>18}")
-    (vit_curve, _), (cnn_curve, _) = results.values()
-    print(f"ratio ViT / CNN final exact-set accuracy: {vit_curve[-1][1] / max(cnn_curve[-1][1], 1e-9):.2f} "
-          f"(commonest label set {majority:.3f}, after {args.samples} samples each)")
+    (vit_curve, _), (stem_curve, _), (cnn_curve, _) = results.values()
+    for name, curve in (("stock ViT", vit_curve), ("conv-stem ViT", stem_curve)):
+        print(f"ratio {name} / CNN final exact-set accuracy: {curve[-1][1] / max(cnn_curve[-1][1], 1e-9):.2f} "
+              f"(commonest label set {majority:.3f}, after {args.samples} samples each)")
 
     if args.plot:
         import matplotlib

@@ -165,7 +165,8 @@ def test_conversation_batch_supervises_every_answer_and_one_turn_is_the_single_q
     single = adapter.understanding_batch(images, questions, answers)
     one_turn = adapter.conversation_batch(images, [[(q, a)] for q, a in zip(questions, answers)])
     assert all(torch.equal(single[k], one_turn[k]) for k in single)
-    turns = [[(q, a), ("is there a star?", "no"), ("how many shapes are there?", "2")] for q, a in zip(questions, answers)]
+    turns = [[(q, a), ("is there a star?", "no"), ("how many shapes are there?", "two")]
+             for q, a in zip(questions, answers)]
     batch = adapter.conversation_batch(images, turns)
     eos = adapter.tokenizer.eos_token_id
     for row, conversation in zip(batch["labels"], turns):

@@ -11,6 +11,7 @@ matplotlib.use("Agg")  # files only; never a display
 import matplotlib.pyplot as plt
 import numpy as np
 from PIL import Image
+from scipy.stats import binomtest
 
 from sgt_pipeline.evaluation.evaluate import Evaluation
 
@@ -62,14 +63,28 @@ def _table(rows: list[tuple[str, ...]], header: tuple[str, ...] = ("metric", "va
                       *(f"| `{key}` | {' | '.join(values)} |" for key, *values in rows)])
 
 
+def _with_interval(m: dict, question_type: str) -> str:
+    """Accuracy with its Wilson 95% interval over the ``und/<type>_n`` questions."""
+    key, n = f"und/{question_type}_acc", m.get(f"und/{question_type}_n")
+    if key not in m:
+        return "n/a"
+    if not n:
+        return f"{m[key]:.3f}"
+    interval = binomtest(round(m[key] * n), int(n)).proportion_ci(method="wilson")
+    return f"{m[key]:.3f} [{interval.low:.3f}, {interval.high:.3f}]"
+
+
 def markdown_report(evaluation: Evaluation, model_path: str, proxy_kind: str) -> str:
     m = evaluation.metrics
     fmt = lambda key: f"{m[key]:.3f}" if key in m else "n/a"
     types = sorted({k.split("/")[1].rsplit("_acc", 1)[0] for k in m if k.startswith("und/") and k.endswith("_acc")
-                    and "pope_" not in k})
-    und_rows = [(f"und/{t}_acc", f"{fmt(f'und/{t}_acc')} (majority {fmt(f'und/{t}_majority')})") for t in types]
-    pope = [(f"und/pope_{s}_f1", f"{fmt(f'und/pope_{s}_f1')} (yes-ratio {fmt(f'und/pope_{s}_yes_ratio')})")
-            for s in ("random", "popular", "adversarial")]
+                    and "pope_" not in k} | ({"pope"} if "und/pope_acc" in m else set()))
+    und_rows = [(f"und/{t}_acc", _with_interval(m, t), fmt(f"und/{t}_majority"),
+                 f"{fmt(f'und/{t}_nll')} / {fmt(f'und/{t}_nll_shuffled')}") for t in types]
+    und_header = ("metric", "accuracy [95% CI]", "majority", "answer loss: true / shuffled image (nats)")
+    pope = [(f"und/pope_{s}_f1", f"{fmt(f'und/pope_{s}_f1')} (yes-ratio {fmt(f'und/pope_{s}_yes_ratio')})",
+             fmt(f"und/pope_{s}_auroc")) for s in ("random", "popular", "adversarial")]
+    pope_header = ("metric", "F1", "AUROC of the yes - no margin")
     gen = [(k, fmt(k)) for k in sorted(m) if k.startswith("gen/")]
     proxy = [(k, fmt(k), fmt(k.replace("proxy/", "proxy_teacher_forced/", 1)),
               fmt(k.replace("proxy/", "proxy_ceiling/", 1))) for k in sorted(m) if k.startswith("proxy/")]
@@ -80,7 +95,11 @@ def markdown_report(evaluation: Evaluation, model_path: str, proxy_kind: str) ->
         "# Evaluation report", "",
         (f"Model: `{model_path}` · proxy task: `{proxy_kind}`. Answers are chosen by option scoring (the option "
         "with the highest log-likelihood), so chance is the majority answer shown beside each accuracy."), "",
-        "## Understanding", "", _table(und_rows + pope + [("und/overall", fmt("und/overall"))]), "",
+        "## Understanding", "", _table(und_rows, und_header), "", _table(pope, pope_header), "",
+        (f"Mean accuracy over the types: {fmt('und/overall')}. A loss no lower with the true image than with "
+         "another image of the split means the answers come from the question alone; a POPE AUROC of 0.5 and "
+         f"a margin spread across object words near 0 (here {fmt('und/pope_margin_spread')}) mean the model "
+         "does not read the object word either."), "",
         "## Generation (GenEval-style)", "", _table(gen) if gen else "Not run (no shapes world, no detector_path).",
         "", "## Proxy quality", "", _table(proxy, proxy_header) if proxy else "No proxy task.", "",
         "## Analyses", "",

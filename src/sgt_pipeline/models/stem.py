@@ -60,12 +60,16 @@ class SGTJanusForConditionalGeneration(JanusForConditionalGeneration):
 
     def __init__(self, config: JanusConfig):
         super().__init__(config)
-        channels = stem_channels(config)
-        if channels:
-            vision = config.vision_config
-            check_stem(channels, vision.patch_size)
-            embeddings = self.model.vision_model.embeddings
-            embeddings.patch_embedding = ConvStem(list(channels), vision.hidden_size, vision.num_channels)
+        install_stem(self.model.vision_model)
+
+
+def install_stem(vision_model) -> None:
+    """Give a ``JanusVisionModel`` the stem its config asks for (nothing when it asks for none)."""
+    vision = vision_model.config
+    channels = getattr(vision, STEM_KEY, None)
+    if channels:
+        check_stem(channels, vision.patch_size)
+        vision_model.embeddings.patch_embedding = ConvStem(list(channels), vision.hidden_size, vision.num_channels)
 
 
 def janus_model_class(path: str | Path | JanusConfig) -> type[JanusForConditionalGeneration]:

@@ -17,7 +17,9 @@ from sgt_pipeline.models.adapter import JanusAdapter
 from sgt_pipeline.models.config import TinyJanusConfig, build_tiny_janus, count_parameters
 from sgt_pipeline.models.tokenizer import build_processor, build_word_tokenizer
 from sgt_pipeline.rendering import Palette
+from sgt_pipeline.training.encoder import EncoderTrainingConfig, patch_labels, train_vision_encoder
 from sgt_pipeline.training.examples import SplitExamples
+from sgt_pipeline.training.grounding import BACKGROUND_WORD, GroundingConfig, grid_word_ids, ground_language_model
 from sgt_pipeline.training.instructions import instruction_words
 from sgt_pipeline.training.tokenizer import VQTrainingConfig, round_trip_quality, train_vq_tokenizer
 from sgt_pipeline.training.umm import MixtureTrainingConfig, train_umm
@@ -41,14 +43,25 @@ class PretrainConfig(BaseModel):
     output_dir: str = "data/06_models/base"  # the pretrained base, Hugging Face format
     vq: VQTrainingConfig = Field(default_factory=VQTrainingConfig)
     vq_kinds: list[str] = Field(default_factory=lambda: ["reconstruction", "instance", "semantic"])
+    encoder: EncoderTrainingConfig = Field(default_factory=EncoderTrainingConfig)
+    grounding: GroundingConfig = Field(default_factory=GroundingConfig)
     base: MixtureTrainingConfig
+
+    @property
+    def target_kinds(self) -> list[str]:
+        """Rendered target kinds pretraining reads: the VQ's, instance (its round-trip check) and semantic
+        (the encoder's and grounding's patch labels) when those stages run."""
+        kinds = {*self.vq_kinds, "instance"}
+        if self.encoder.steps or self.grounding.steps:
+            kinds.add("semantic")
+        return sorted(kinds)
 
 
 def text_vocabulary(examples: SplitExamples) -> list[str]:
     """Every word of the questions, answers and captions, plus the proxy instructions."""
     texts = [*examples.understanding["question"], *examples.understanding["answer"],
              *examples.generation["prompt"]]
-    words = set(instruction_words())
+    words = set(instruction_words()) | {BACKGROUND_WORD}
     for text in texts:
         for mark in ".,?":
             text = text.replace(mark, f" {mark} ")
@@ -80,10 +93,11 @@ def fingerprint(examples: SplitExamples, model: ModelConfig, pretrain: PretrainC
 
 
 def prepare_base_model(examples: SplitExamples, model: ModelConfig, pretrain: PretrainConfig,
-                       instance_palette: Palette) -> dict:
+                       palettes: dict[str, Palette], category_names: dict[int, str]) -> dict:
     """The base model's reference ``{"path", "fingerprint", "metrics"}``, building it only when needed.
 
-    ``instance_palette`` decodes instance targets for the VQ round-trip check.
+    ``palettes`` decode the targets: instance for the VQ round-trip check, semantic for the encoder's and
+    grounding's patch labels, whose categories ``category_names`` (category id -> name) names.
     """
     if model.pretrained_path:
         return {"path": model.pretrained_path, "fingerprint": "pretrained", "metrics": {}}
@@ -95,11 +109,11 @@ def prepare_base_model(examples: SplitExamples, model: ModelConfig, pretrain: Pr
             log.info("base model up to date in %s (fingerprint %s): pretraining skipped",
                      pretrain.output_dir, expected[:12])
             return cached
-    return _pretrain(examples, model, pretrain, instance_palette, expected)
+    return _pretrain(examples, model, pretrain, palettes, category_names, expected)
 
 
 def _pretrain(examples: SplitExamples, model: ModelConfig, pretrain: PretrainConfig,
-              instance_palette: Palette, fp: str) -> dict:
+              palettes: dict[str, Palette], category_names: dict[int, str], fp: str) -> dict:
     started = time.perf_counter()
     tokenizer = build_word_tokenizer(text_vocabulary(examples))
     tiny = model.tiny
@@ -112,15 +126,31 @@ def _pretrain(examples: SplitExamples, model: ModelConfig, pretrain: PretrainCon
     pool = np.concatenate([examples.targets[k] for k in pretrain.vq_kinds])
     vqmodel = adapter.model.model.vqmodel
     vq_summary = train_vq_tokenizer(vqmodel, pool, pretrain.vq, work / "vq")
-    quality = round_trip_quality(vqmodel, examples.targets["instance"][:256], instance_palette)
+    quality = round_trip_quality(vqmodel, examples.targets["instance"][:256], palettes["instance"])
     log.info("VQ round trip of instance targets: %s", quality)
+
+    stage_metrics: dict[str, float] = {}
+    if pretrain.encoder.steps or pretrain.grounding.steps:
+        grid = int(round(adapter.num_image_tokens ** 0.5))
+        patches, categories = patch_labels(examples.targets["semantic"], palettes["semantic"], grid)
+    if pretrain.encoder.steps:
+        encoder_summary, seeing = train_vision_encoder(adapter, examples.images, patches, len(categories) + 1,
+                                                       pretrain.encoder, work / "encoder")
+        log.info("encoder on held-out images: %s", seeing)
+        stage_metrics.update({f"encoder/{k}": v for k, v in seeing.items()},
+                             **{"encoder/wall_time_s": encoder_summary.wall_time_s})
+    if pretrain.grounding.steps:
+        grid_ids = grid_word_ids(patches, [category_names[c] for c in categories], adapter.tokenizer)
+        grounding = ground_language_model(adapter, examples, grid_ids, pretrain.grounding, work / "grounding")
+        stage_metrics.update({f"grounding/{k}": v for k, v in grounding.mean_metrics.items()},
+                             **{"grounding/wall_time_s": grounding.wall_time_s})
 
     base_run = pretrain.base.model_copy(update={"trainer": trainer.model_copy(
         update={"out_dir": str(work / "umm")})})
     base_summary = train_umm(adapter, examples, base_run)
     metrics = {"parameters": count_parameters(adapter.model)["total"],
                **{f"vq/{k}": v for k, v in quality.items()},
-               "vq/steps": vq_summary.final_step, "vq/wall_time_s": vq_summary.wall_time_s,
+               "vq/steps": vq_summary.final_step, "vq/wall_time_s": vq_summary.wall_time_s, **stage_metrics,
                **{f"base/{k}": v for k, v in base_summary.mean_metrics.items()},
                "base/steps": base_summary.final_step, "base/wall_time_s": base_summary.wall_time_s,
                "pretrain_wall_time_s": time.perf_counter() - started}
