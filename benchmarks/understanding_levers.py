@@ -45,6 +45,27 @@ DATASETS = ["images", "qa", "captions", "proxy_targets_index", "proxy_targets", 
             "categories"]
 
 
+@torch.no_grad()
+def grid_pope_accuracy(adapter, pope, images, rows, grid_ids, batch_size: int = 64) -> float:
+    """Accuracy of yes/no answers with each image's placeholders holding its grid words (a text question)."""
+    correct = []
+    placeholder = adapter.model.config.image_token_id
+    for start in range(0, len(pope), batch_size):
+        part = pope.iloc[start:start + batch_size]
+        picked = [rows[int(i)] for i in part["image_id"]]
+        scores = []
+        for answer in ("yes", "no"):
+            batch = adapter.conversation_batch(images[picked], [[(q, answer)] for q in part["question"]])
+            del batch["pixel_values"]
+            input_ids = batch["input_ids"].clone()
+            input_ids[input_ids == placeholder] = torch.from_numpy(grid_ids[picked]).flatten()
+            logits, targets, row = adapter.supervised_logits({**batch, "input_ids": input_ids})
+            token_scores = torch.log_softmax(logits, -1).gather(1, targets[:, None])[:, 0]
+            scores.append(torch.zeros(len(part)).index_add_(0, row, token_scores))
+        correct += ((scores[0] > scores[1]).numpy() == (part["answer"] == "yes").to_numpy()).tolist()
+    return float(sum(correct) / len(correct))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--name", required=True)
@@ -55,6 +76,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--encoder-steps", type=int, default=0)
     parser.add_argument("--ground", type=int, default=0, help="grounding steps")
+    parser.add_argument("--ground-turns", type=int, default=12)
     parser.add_argument("--eval-every", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
@@ -97,8 +119,14 @@ def main() -> None:
     if args.ground:
         names = dict(zip(data["categories"]["category_id"].astype(int), data["categories"]["name"]))
         grid = grid_word_ids(patches, [names[c] for c in categories], tokenizer)
-        ground_language_model(adapter, train, grid, GroundingConfig(steps=args.ground), work / "grounding")
+        ground_language_model(adapter, train, grid, GroundingConfig(steps=args.ground, turns=args.ground_turns),
+                              work / "grounding")
         evaluate(f"grounded {time.perf_counter() - started:.0f}s")
+        val_patches, _ = patch_labels(val.targets["semantic"], palette, 8)
+        val_grid = grid_word_ids(val_patches, [names[c] for c in categories], tokenizer)
+        pope = questions[(questions["type"] == "pope") & (questions["sampling"] == "random")]
+        print(f"[{args.name} grounded] POPE random asked with the grid words in place of the image: "
+              f"{grid_pope_accuracy(adapter, pope, val.images, rows, val_grid):.3f}", flush=True)
     if not args.steps:
         return
     every = args.eval_every or args.steps

@@ -57,6 +57,7 @@ def _shrink_training(root: Path) -> None:
     """Two steps per training phase: DVC's DAG is under test, not learning."""
     def pretrain(p):
         p["pretrain"]["vq"].update(steps=2, batch_size=4)
+        p["pretrain"]["encoder"].update(steps=2, batch_size=4)
         p["pretrain"]["base"]["global_batch"] = 4
         p["pretrain"]["base"]["trainer"]["max_steps"] = 2
 

@@ -19,7 +19,7 @@ from test_ingestion import BAD_INPUTS, break_fixture
 
 TINY_WORLD = {"world": {"splits": {"train": 6, "val": 3}}}
 # Two optimizer steps of each training phase: the wiring is under test here, not the learning.
-TINY_TRAINING = {"pretrain": {"vq": {"steps": 2, "batch_size": 4},
+TINY_TRAINING = {"pretrain": {"vq": {"steps": 2, "batch_size": 4}, "encoder": {"steps": 2, "batch_size": 4},
                               "base": {"global_batch": 4, "trainer": {"max_steps": 2}}},
                  "train": {"run": {"global_batch": 4, "trainer": {"max_steps": 2}}},
                  "evaluation": {"proxy_images": 2, "geneval_per_task": 1, "analysis_images": 3, "grid_images": 2}}
@@ -112,7 +112,7 @@ def _cli_env() -> dict:
 def test_kedro_run_pipeline_as_typed_without_deprecation_warning(kedro_project):
     kedro = Path(sys.executable).with_name("kedro")
     params = ("world.splits.train=4,world.splits.val=2,pretrain.vq.steps=2,pretrain.vq.batch_size=4,"
-              "pretrain.base.global_batch=4,pretrain.base.trainer.max_steps=2,"
+              "pretrain.encoder.steps=2,pretrain.encoder.batch_size=4,pretrain.base.global_batch=4,pretrain.base.trainer.max_steps=2,"
               "train.run.global_batch=4,train.run.trainer.max_steps=2")
     done = subprocess.run([str(kedro), "run", "--pipeline", "sgt", "--params", params],
                           cwd=kedro_project, env=_cli_env(), capture_output=True, text=True,

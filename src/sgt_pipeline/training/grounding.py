@@ -33,7 +33,7 @@ BACKGROUND_WORD = "background"
 class GroundingConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    steps: int = Field(300, ge=0)  # 0: no grounding stage
+    steps: int = Field(0, ge=0)  # 0 (the default): no grounding stage
     batch_size: int = Field(32, gt=0)  # conversations per step
     turns: int = Field(12, ge=1)  # questions per conversation (``SplitExamples.conversations``)
     lr: float = Field(2e-3, gt=0)
