@@ -77,6 +77,7 @@ def main() -> None:
     parser.add_argument("--encoder-steps", type=int, default=0)
     parser.add_argument("--ground", type=int, default=0, help="grounding steps")
     parser.add_argument("--ground-turns", type=int, default=12)
+    parser.add_argument("--types", default="", help="train only on these world question types, e.g. exists,count")
     parser.add_argument("--eval-every", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
@@ -89,6 +90,9 @@ def main() -> None:
     split = {s: load_split_examples(s, data["images"], data["qa"], data["captions"], data["proxy_targets_index"],
                                     data["proxy_targets"], ["instance", "semantic"]) for s in ("train", "val")}
     train, val = split["train"], split["val"]
+    if args.types:
+        kept = train.understanding["type"].isin(args.types.split(","))
+        train.understanding = train.understanding[kept].reset_index(drop=True)
     tokenizer = build_word_tokenizer(sorted(set(text_vocabulary(train)) | set(text_vocabulary(val))))
     tiny = TinyJanusConfig(image_size=64, patch_size=8, hidden_size=128, num_layers=4, num_heads=4,
                            intermediate_size=256, vision_hidden_size=128, vision_layers=2, vq_codebook_size=512,
@@ -118,12 +122,13 @@ def main() -> None:
         print(f"[{args.name} encoder {time.perf_counter() - started:.0f}s] {json.dumps(quality)}", flush=True)
     if args.ground:
         names = dict(zip(data["categories"]["category_id"].astype(int), data["categories"]["name"]))
-        grid = grid_word_ids(patches, [names[c] for c in categories], tokenizer)
-        ground_language_model(adapter, train, grid, GroundingConfig(steps=args.ground, turns=args.ground_turns),
-                              work / "grounding")
+        category_names = [names[c] for c in categories]
+        grid = grid_word_ids(patches, category_names, tokenizer)
+        ground_language_model(adapter, train, grid, category_names,
+                              GroundingConfig(steps=args.ground, turns=args.ground_turns), work / "grounding")
         evaluate(f"grounded {time.perf_counter() - started:.0f}s")
         val_patches, _ = patch_labels(val.targets["semantic"], palette, 8)
-        val_grid = grid_word_ids(val_patches, [names[c] for c in categories], tokenizer)
+        val_grid = grid_word_ids(val_patches, category_names, tokenizer)
         pope = questions[(questions["type"] == "pope") & (questions["sampling"] == "random")]
         print(f"[{args.name} grounded] POPE random asked with the grid words in place of the image: "
               f"{grid_pope_accuracy(adapter, pope, val.images, rows, val_grid):.3f}", flush=True)

@@ -112,7 +112,8 @@ def _cli_env() -> dict:
 def test_kedro_run_pipeline_as_typed_without_deprecation_warning(kedro_project):
     kedro = Path(sys.executable).with_name("kedro")
     params = ("world.splits.train=4,world.splits.val=2,pretrain.vq.steps=2,pretrain.vq.batch_size=4,"
-              "pretrain.encoder.steps=2,pretrain.encoder.batch_size=4,pretrain.base.global_batch=4,pretrain.base.trainer.max_steps=2,"
+              "pretrain.encoder.steps=2,pretrain.encoder.batch_size=4,"
+              "pretrain.base.global_batch=4,pretrain.base.trainer.max_steps=2,"
               "train.run.global_batch=4,train.run.trainer.max_steps=2")
     done = subprocess.run([str(kedro), "run", "--pipeline", "sgt", "--params", params],
                           cwd=kedro_project, env=_cli_env(), capture_output=True, text=True,

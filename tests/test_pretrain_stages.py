@@ -88,12 +88,12 @@ def setup():
                              pd.DataFrame({"row": rows, "question": questions, "answer": answers, "type": "exists"}),
                              pd.DataFrame({"row": [], "prompt": []}))
     grid = grid_word_ids(patches, [names[c] for c in categories], tokenizer)
-    return adapter, examples, patches, grid
+    return adapter, examples, patches, grid, ["circle", "square"]
 
 
 def test_grounding_batches_put_the_grid_words_in_the_image_slots(setup):
-    adapter, examples, _, grid = setup
-    batches = GroundingBatches(adapter, examples, grid, GroundingConfig(batch_size=4, turns=2))
+    adapter, examples, patches, grid, names = setup
+    batches = GroundingBatches(adapter, examples, grid, names, GroundingConfig(batch_size=4, turns=2))
     batch = batches(0, 0)
     placeholder = adapter.model.config.image_token_id
     plain = adapter.conversation_batch(examples.images[:1], [[("is there a circle?", "yes")]])
@@ -104,15 +104,24 @@ def test_grounding_batches_put_the_grid_words_in_the_image_slots(setup):
         start = int((plain["input_ids"][0] == placeholder).nonzero()[0])
         assert kept[start:start + adapter.num_image_tokens].tolist() == batch["grid_ids"][row].tolist()
     assert torch.equal(batches(0, 0)["input_ids"], batch["input_ids"])  # a function of the step
+    # Every conversation opens with a presence question per category, answered from the grid.
+    for cells in batch["grid_ids"]:
+        turns = batches._presence_turns(cells, np.random.default_rng(0))
+        assert sorted(q for q, _ in turns) == ["is there a circle?", "is there a square?"]
+        word = dict(zip(["is there a circle?", "is there a square?"], adapter.tokenizer.convert_tokens_to_ids(names)))
+        assert all((a == "yes") == bool((cells == word[q]).any()) for q, a in turns)
+    plain = GroundingBatches(adapter, examples, grid, names,
+                             GroundingConfig(batch_size=4, turns=2, presence_turns=False))(0, 0)
+    assert plain["input_ids"].shape[1] < batch["input_ids"].shape[1]
 
 
 def test_encoder_and_grounding_losses_fall(setup, tmp_path):
-    adapter, examples, patches, grid = setup
+    adapter, examples, patches, grid, names = setup
     encoder, quality = train_vision_encoder(adapter, examples.images, patches, 3, EncoderTrainingConfig(
         steps=40, batch_size=16, held_out=8, warmup_steps=5, checkpoint_every=1000), tmp_path / "encoder")
     assert encoder.final_step == 40 and quality["held_out_images"] == 8
     assert quality["patch_accuracy"] > quality["patch_majority"], quality
-    summary = ground_language_model(adapter, examples, grid, GroundingConfig(
+    summary = ground_language_model(adapter, examples, grid, names, GroundingConfig(
         steps=40, batch_size=8, turns=2, warmup_steps=5, checkpoint_every=1000), tmp_path / "grounding")
     log = pd.read_json(tmp_path / "grounding" / "train_log.jsonl", lines=True)
     first, last = log.iloc[0], log.iloc[-1]

@@ -140,8 +140,10 @@ def _pretrain(examples: SplitExamples, model: ModelConfig, pretrain: PretrainCon
         stage_metrics.update({f"encoder/{k}": v for k, v in seeing.items()},
                              **{"encoder/wall_time_s": encoder_summary.wall_time_s})
     if pretrain.grounding.steps:
-        grid_ids = grid_word_ids(patches, [category_names[c] for c in categories], adapter.tokenizer)
-        grounding = ground_language_model(adapter, examples, grid_ids, pretrain.grounding, work / "grounding")
+        names = [category_names[c] for c in categories]
+        grid_ids = grid_word_ids(patches, names, adapter.tokenizer)
+        grounding = ground_language_model(adapter, examples, grid_ids, names, pretrain.grounding,
+                                          work / "grounding")
         stage_metrics.update({f"grounding/{k}": v for k, v in grounding.mean_metrics.items()},
                              **{"grounding/wall_time_s": grounding.wall_time_s})
 
