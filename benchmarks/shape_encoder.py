@@ -1,7 +1,7 @@
 """How many examples the embedded default's understanding encoder needs to tell the world's shapes apart.
 
 The tiny default's counting, POPE, 2-D relation and depth-order questions all name objects by shape, and
-the pretrained base answers them at chance (issue 3). This benchmark isolates the encoder from the rest
+the stock encoder's base answered them at chance (docs/embedded_default.md). This benchmark isolates the encoder from the rest
 of the UMM: it trains, on the same images, labels and optimizer,
 
 - transformers' stock `JanusVisionModel` (linear patch embedding + ViT layers) at the widths of

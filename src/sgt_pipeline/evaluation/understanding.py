@@ -8,7 +8,7 @@ never be wrong by formatting and chance level is 1 / #options (or the majority a
 
 Images are an (N, H, W, 3) uint8 array plus an image_id -> row mapping (``image_array`` builds both).
 Identical (image, question, options) items — e.g. POPE positives shared by the three settings — are scored
-once. Metric keys are flat (DESIGN.md §3): ``und/<type>_acc``, ``und/<type>_majority`` (share of the most
+once. Metric keys are flat: ``und/<type>_acc``, ``und/<type>_majority`` (share of the most
 common answer in the set: what a constant answerer gets), ``und/<type>_n``, ``und/pope_<setting>_<metric>``,
 ``und/pope_acc`` and ``und/pope_f1`` (means over the settings) and ``und/overall`` (mean of the per-type
 accuracies, POPE counted by ``und/pope_acc``). Types absent from the set have no keys.

@@ -1,4 +1,4 @@
-"""``JanusAdapter``: the one model interface the trainer and evaluators use (DESIGN.md §3).
+"""``JanusAdapter``: the one model interface the trainer and evaluators use.
 
 It wraps a ``transformers.JanusForConditionalGeneration`` and its ``JanusProcessor`` — the tiny embedded model or
 a real Janus-Pro directory — and reads every size, special token and the chat format from them.
@@ -51,7 +51,7 @@ class JanusAdapter(JanusInference):
         self.prompts = PromptFormatter(processor)
         self.tokenizer = processor.tokenizer
         generation = model.generation_config
-        # from_pretrained does not restore generation_kwargs (DESIGN.md §5): generate(mode="image") needs it.
+        # from_pretrained does not restore generation_kwargs: generate(mode="image") needs it.
         generation.generation_kwargs = {**(getattr(generation, "generation_kwargs", None) or {}),
                                         "boi_token_id": self.prompts.boi_id}
         for name, value in (("bos_token_id", self.prompts.bos_id), ("pad_token_id", self.prompts.pad_id),

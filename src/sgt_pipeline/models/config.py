@@ -1,6 +1,6 @@
 """The tiny embedded Janus: one pydantic config and a seeded builder of a random ``JanusForConditionalGeneration``.
 
-Constraints of transformers' Janus that the config enforces (DESIGN.md §5):
+Constraints of transformers' Janus that the config enforces:
   - the language model's hidden size is also the vision aligner's and the VQ aligner's ``projection_dim`` and
     the generation head's ``image_token_embed_dim`` (one ``hidden_size`` field feeds all four);
   - ``2 ** (len(vq_channel_multiplier) - 1) == patch_size``, so the VQ grid equals the vision patch grid and
@@ -65,7 +65,7 @@ class TinyJanusConfig(BaseModel):
     vq_aligner_layers: int = Field(2, ge=1)
     # Initialisation scale (std) and seed of the random weights. transformers' 0.02 suits widths of ~1000;
     # at width 128 it starts text embeddings ~40x smaller than the image features the aligner soon emits,
-    # and the tiny base stayed at chance on every question (issue 3 notes); 0.04 learns colour in 300 steps.
+    # and the tiny base stayed at chance on every question; 0.04 learns colour in 300 steps.
     initializer_range: float = Field(0.04, gt=0)
     seed: int = 0
 
