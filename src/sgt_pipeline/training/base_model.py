@@ -137,15 +137,15 @@ def _pretrain(examples: SplitExamples, model: ModelConfig, pretrain: PretrainCon
         encoder_summary, seeing = train_vision_encoder(adapter, examples.images, patches, len(categories) + 1,
                                                        pretrain.encoder, work / "encoder")
         log.info("encoder on held-out images: %s", seeing)
-        stage_metrics.update({f"encoder/{k}": v for k, v in seeing.items()},
-                             **{"encoder/wall_time_s": encoder_summary.wall_time_s})
+        stage_metrics.update({f"encoder/{k}": v for k, v in seeing.items()})
+        stage_metrics["encoder/wall_time_s"] = encoder_summary.wall_time_s
     if pretrain.grounding.steps:
         names = [category_names[c] for c in categories]
         grid_ids = grid_word_ids(patches, names, adapter.tokenizer)
         grounding = ground_language_model(adapter, examples, grid_ids, names, pretrain.grounding,
                                           work / "grounding")
-        stage_metrics.update({f"grounding/{k}": v for k, v in grounding.mean_metrics.items()},
-                             **{"grounding/wall_time_s": grounding.wall_time_s})
+        stage_metrics.update({f"grounding/{k}": v for k, v in grounding.mean_metrics.items()})
+        stage_metrics["grounding/wall_time_s"] = grounding.wall_time_s
 
     base_run = pretrain.base.model_copy(update={"trainer": trainer.model_copy(
         update={"out_dir": str(work / "umm")})})

@@ -61,7 +61,8 @@ def presence_from_patches(labels: np.ndarray, num_classes: int) -> np.ndarray:
 
 
 class EncoderObjective(torch.nn.Module):
-    """``forward(pixels, patches) -> (loss, metrics)``: per-token category CE + presence BCE on the mean."""
+    """``forward(pixels, patches, present) -> (loss, metrics)``: per-token category CE + presence BCE on the
+    mean token."""
 
     def __init__(self, vision_model, num_classes: int, presence_weight: float):
         super().__init__()
@@ -74,9 +75,8 @@ class EncoderObjective(torch.nn.Module):
         tokens = self.vision_model(pixel_values=pixels).last_hidden_state
         return self.patch_head(tokens), self.presence_head(tokens.mean(1))
 
-    def forward(self, pixels: torch.Tensor, patches: torch.Tensor):
+    def forward(self, pixels: torch.Tensor, patches: torch.Tensor, present: torch.Tensor):
         patch_logits, presence_logits = self.logits(pixels)
-        present = torch.stack([(patches == k).any(1) for k in range(1, patch_logits.shape[-1])], 1).float()
         patch_loss = F.cross_entropy(patch_logits.flatten(0, 1).float(), patches.flatten())
         presence_loss = F.binary_cross_entropy_with_logits(presence_logits.float(), present)
         loss = patch_loss + self.presence_weight * presence_loss
@@ -84,16 +84,18 @@ class EncoderObjective(torch.nn.Module):
 
 
 class EncoderBatches:
-    """Random batches (with replacement) of processor pixels and patch labels; a function of (seed, step)."""
+    """Random batches (with replacement) of processor pixels, patch labels and presence; a function of
+    (seed, step)."""
 
-    def __init__(self, pixels: torch.Tensor, patches: np.ndarray, batch_size: int, seed: int):
+    def __init__(self, pixels: torch.Tensor, patches: np.ndarray, num_classes: int, batch_size: int, seed: int):
         self.pixels, self.patches = pixels, torch.from_numpy(patches)
+        self.present = torch.from_numpy(presence_from_patches(patches, num_classes))
         self.batch_size, self.seed = batch_size, seed
 
     def __call__(self, step: int, micro: int, rank: int = 0, world_size: int = 1):
         rng = np.random.default_rng([self.seed, step, micro])
         picked = np.array_split(rng.integers(0, len(self.pixels), self.batch_size), world_size)[rank]
-        return self.pixels[picked], self.patches[picked]
+        return self.pixels[picked], self.patches[picked], self.present[picked]
 
 
 @torch.no_grad()
@@ -133,7 +135,7 @@ def train_vision_encoder(adapter, images: np.ndarray, patches: np.ndarray, num_c
     if config.steps:
         trainer = Trainer(
             objective, lambda module, batch: module(*batch),
-            EncoderBatches(train_pixels, train_patches, config.batch_size, config.seed),
+            EncoderBatches(train_pixels, train_patches, num_classes, config.batch_size, config.seed),
             TrainerConfig(max_steps=config.steps, lr=config.lr, warmup_steps=config.warmup_steps,
                           schedule="cosine", precision=config.precision, seed=config.seed,
                           checkpoint_every=config.checkpoint_every, out_dir=str(out_dir), log_every=25))
