@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
+from pycocotools.coco import COCO
 
 from sgt_pipeline.models import JanusAdapter, TinyJanusConfig, build_processor, build_tiny_janus
 from sgt_pipeline.models.tokenizer import build_word_tokenizer
 from sgt_pipeline.rendering import Palette
+from sgt_pipeline.rendering.targets import render_target
 from sgt_pipeline.training.encoder import (
     EncoderTrainingConfig,
     patch_labels,
@@ -24,6 +29,7 @@ from sgt_pipeline.training.grounding import (
     grid_word_ids,
     ground_language_model,
 )
+from sgt_pipeline.world import WorldConfig, generate_world, vocabulary
 
 torch.set_num_threads(2)
 TINY = TinyJanusConfig(image_size=32, patch_size=8, hidden_size=64, num_layers=2, num_heads=2, intermediate_size=128,
@@ -127,3 +133,32 @@ def test_encoder_and_grounding_losses_fall(setup, tmp_path):
     first, last = log.iloc[0], log.iloc[-1]
     assert last["loss/answers"] < first["loss/answers"] and last["loss/align"] < first["loss/align"], log
     assert summary.final_step == 40
+
+
+@pytest.mark.slow
+def test_the_default_encoder_learns_which_shapes_an_image_holds(tmp_path):
+    """The shipped architecture and encoder settings, on a small world of the shipped kind: the held-out set
+    categories (colour is drawn independently of the category, so only shape tells them apart) are told
+    present or absent well above the constant answer, and the exact set above the commonest set."""
+    conf = Path(__file__).resolve().parents[1] / "conf" / "base"
+    world = yaml.safe_load((conf / "parameters_world.yml").read_text())["world"]
+    pretrain = yaml.safe_load((conf / "parameters_pretrain.yml").read_text())
+    config = WorldConfig(**{**world, "root": str(tmp_path / "shapes"), "splits": {"train": 800}})
+    paths = generate_world(config, progress=False)["splits"]["train"]
+    coco, images_dir = COCO(paths["instances_json"]), paths["images_dir"]
+    ids = sorted(coco.getImgIds())
+    images = np.stack([render_target("reconstruction", coco, i, images_dir=images_dir) for i in ids])
+    palette = Palette.for_categories(coco.dataset["categories"])
+    targets = np.stack([render_target("semantic", coco, i, palette, images_dir=images_dir) for i in ids])
+
+    tiny = TinyJanusConfig(**pretrain["model"]["tiny"])
+    tokenizer = build_word_tokenizer(vocabulary(config) + [BACKGROUND_WORD])
+    adapter = JanusAdapter(build_tiny_janus(tiny, tokenizer),
+                           build_processor(tokenizer, tiny.image_size, tiny.num_image_tokens))
+    patches, categories = patch_labels(targets, palette, grid=tiny.image_size // tiny.patch_size)
+    settings = {**pretrain["pretrain"]["encoder"], "steps": 200, "held_out": 160}
+    _, quality = train_vision_encoder(adapter, images, patches, len(categories) + 1,
+                                      EncoderTrainingConfig(**settings), tmp_path / "encoder")
+    assert quality["presence_accuracy"] > quality["presence_accuracy_majority"] + 0.05, quality
+    assert quality["presence_exact_set"] > 1.4 * quality["presence_majority"], quality
+    assert quality["foreground_patch_accuracy"] > 0.4, quality

@@ -161,7 +161,7 @@ def _expected_answer(question: dict, coco: COCO, config: WorldConfig) -> str:
         category = re.fullmatch(r"what color is the (\w+)\?", text)[1]
         assert categories[category] == 1
         return next(a["color"] for a in annotations if names[a["category_id"]] == category)
-    if kind == "exists":
+    if kind in ("exists", "presence"):
         color, category = re.fullmatch(r"is there an? (?:(\w+) )?(\w+)\?", text).groups()
         present = {(a["color"], names[a["category_id"]]) for a in annotations}
         return yes_no[any(c == category and color in (None, col) for col, c in present)]
@@ -197,6 +197,16 @@ def test_vqa_answers_follow_from_the_annotations(world):
                 yes_no[question["answer"]] += 1
     assert set(kinds) == set(QUESTION_TYPES)
     assert 0.35 < yes_no["yes"] / sum(yes_no.values()) < 0.65, yes_no
+
+
+def test_every_category_is_asked_side_by_side_when_configured(tmp_path):
+    config = WorldConfig(root=str(tmp_path / "shapes"), splits={"train": 12}, ask_every_category=True)
+    _, coco, questions, _ = _load_split(generate_world(config, progress=False), "train")
+    presence = [q for q in questions if q["type"] == "presence"]
+    per_image = Counter(q["image_id"] for q in presence)
+    assert set(per_image.values()) == {len(config.categories)} and len(per_image) == 12
+    for question in presence:
+        assert question["answer"] == _expected_answer(question, coco, config), question
 
 
 def test_captions_are_varied_and_use_the_vocabulary(world):

@@ -100,7 +100,8 @@ class EncoderBatches:
 
 @torch.no_grad()
 def encoder_quality(objective: EncoderObjective, pixels: torch.Tensor, patches: np.ndarray) -> dict[str, float]:
-    """Held-out patch accuracy and presence exact-set accuracy, with their constant-answer baselines."""
+    """Held-out patch accuracy, presence accuracy (per category, averaged: "is there a <category>?") and
+    presence exact-set accuracy, each with its constant-answer baseline."""
     was_training = objective.training
     objective.eval()
     outputs = [objective.logits(pixels[s:s + 128]) for s in range(0, len(pixels), 128)]
@@ -115,6 +116,8 @@ def encoder_quality(objective: EncoderObjective, pixels: torch.Tensor, patches: 
     return {"patch_accuracy": float((predicted_patches == patches).mean()),
             "patch_majority": float(np.bincount(patches.ravel()).max() / patches.size),
             "foreground_patch_accuracy": float((predicted_patches == patches)[foreground].mean()),
+            "presence_accuracy": float((predicted_presence == presence).mean()),
+            "presence_accuracy_majority": float(np.maximum(presence.mean(0), 1 - presence.mean(0)).mean()),
             "presence_exact_set": float((predicted_presence == presence).all(1).mean()),
             "presence_exact_set_from_patches": float((from_patches == presence).all(1).mean()),
             "presence_majority": float(set_counts.max() / len(presence)),

@@ -47,6 +47,9 @@ class WorldConfig(BaseModel):
     captions_per_image: int = Field(2, ge=1)
     # Up to this many VQA items of each question type per image (fewer where ill-defined).
     questions_per_type: int = Field(1, ge=0)
+    # Also ask "is there a <category>?" for every category, side by side (type "presence"): existence
+    # asked across all categories of one scene is what teaches the tiny model to read the object word.
+    ask_every_category: bool = False
     # Category names, ids 1..K in this order; each must be one of KNOWN_CATEGORIES.
     categories: list[str] = Field(default_factory=lambda: list(DEFAULT_CATEGORIES))
     # Object colour names -> RGB; colours are drawn independently of the category.

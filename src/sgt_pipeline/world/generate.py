@@ -26,7 +26,7 @@ from sgt_pipeline.io import atomic_directory
 from .annotations import coco_categories, encoding_of, instance_annotations
 from .captions import scene_captions
 from .config import WorldConfig
-from .questions import QUESTION_TYPES, scene_questions
+from .questions import PRESENCE, QUESTION_TYPES, scene_questions
 from .scene import sample_scene
 from .writing import json_bytes, jsonl_bytes, png_bytes, split_paths, write_file
 
@@ -141,7 +141,7 @@ def _count(stats: Counter, records: list[ImageRecord]) -> None:
 
 
 def summary_line(stats: Counter, seconds: float) -> str:
-    qa = ", ".join(f"{kind} {stats[f'qa_{kind}']}" for kind in QUESTION_TYPES)
+    qa = ", ".join(f"{kind} {stats[f'qa_{kind}']}" for kind in (*QUESTION_TYPES, PRESENCE) if stats[f'qa_{kind}'])
     encodings = ", ".join(f"{kind} {stats[kind]}" for kind in ("polygon", "compressed_rle", "uncompressed_rle"))
     return (
         f"shapes world: {stats['images']} images, {stats['objects']} objects ({encodings}), "

@@ -15,6 +15,7 @@ from .language import NO, YES, count_word, plural, with_article
 from .scene import Scene, SceneObject
 
 QUESTION_TYPES = ("count", "color", "exists", "left_right", "above_below", "front_behind")
+PRESENCE = "presence"  # the type of the every-category existence questions (WorldConfig.ask_every_category)
 _ATTEMPTS_PER_QUESTION = 4  # redraws when a drawn question repeats one already asked about the image
 
 
@@ -118,7 +119,8 @@ _MAKERS = {
 
 
 def scene_questions(scene: Scene, config: WorldConfig, rng: np.random.Generator) -> list[dict]:
-    """Up to ``questions_per_type`` distinct items per type: dicts with question, answer, type."""
+    """Up to ``questions_per_type`` distinct items per type, then the presence items when asked for: dicts
+    with question, answer, type."""
     items: list[dict] = []
     for question_type in QUESTION_TYPES:
         asked: set[str] = set()
@@ -132,4 +134,8 @@ def scene_questions(scene: Scene, config: WorldConfig, rng: np.random.Generator)
             if question not in asked:
                 asked.add(question)
                 items.append({"question": question, "answer": answer, "type": question_type})
+    if config.ask_every_category:
+        present = {obj.category for obj in scene.objects}
+        items += [{"question": f"is there {with_article(name)}?", "answer": YES if name in present else NO,
+                   "type": PRESENCE} for name in config.categories]
     return items
